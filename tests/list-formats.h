@@ -1,0 +1,1 @@
+/* list-formats.h -- tests of the formats module(s); included by test-list.h */

@@ -1,0 +1,1 @@
+/* list-tokenizer.h -- tests of the tokenizer module(s); included by test-list.h */

@@ -1,0 +1,15 @@
+/* test-list.h -- the one list of tests. Each TEST_ENTRY(name) is a function
+ * `TEST_IMPL(name)` in some tests/test-*.c and becomes one ctest test of the same name.
+ * Module owners keep their entries in their own block. */
+
+/* util */
+TEST_ENTRY(util_half_conversions)
+
+/* formats: safetensors, gguf */
+#include "list-formats.h"
+
+/* tokenizer */
+#include "list-tokenizer.h"
+
+/* model, forward, tools */
+#include "list-engine.h"
