@@ -1,1 +1,12 @@
-/* list-engine.h -- tests of the engine module(s); included by test-list.h */
+/* list-engine.h -- tests of kernels, model loading, forward pass, sampler, evaluation. */
+TEST_ENTRY(kernels_match_reference)
+TEST_ENTRY(model_load_qwen3)
+TEST_ENTRY(model_malformed)
+TEST_ENTRY(forward_golden_qwen3)
+TEST_ENTRY(forward_golden_llama)
+TEST_ENTRY(forward_golden_llama_outliers)
+TEST_ENTRY(forward_golden_llama_gguf)
+TEST_ENTRY(forward_isa_agree)
+TEST_ENTRY(sampler_properties)
+TEST_ENTRY(ppl_golden_qwen3)
+TEST_ENTRY(ppl_golden_llama)

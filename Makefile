@@ -1,0 +1,50 @@
+# Makefile -- a thin wrapper around CMake and ctest. `make demo` and `make test` are the two
+# commands a new user needs on a fresh Debian 12 machine (root, or a user with sudo).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+MODEL      ?= models/tinyqwen3-mix
+PROMPT     ?= In the beginning God created
+
+.PHONY: all deps build build-asan test test-asan demo bench clean
+
+all: build
+
+deps:
+	@bash deploy/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# The whole suite, then the sanitizer build's suite (ASan + UBSan).
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 900 -j$(JOBS)
+	@$(MAKE) --no-print-directory test-asan
+
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTTQ_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# Under the sanitizers the long golden-perplexity runs are left out (label "slow"): they
+# exercise no code the other tests do not, and take minutes under ASan.
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure --timeout 900 -j$(JOBS) -LE slow
+
+demo: build
+	@echo "== ttqd inspect --model $(MODEL)"
+	@./$(BUILD)/ttqd inspect --model $(MODEL)
+	@echo
+	@echo "== ttqd run --model $(MODEL) -n 48 --temperature 0 \"$(PROMPT)\""
+	@./$(BUILD)/ttqd run --model $(MODEL) -n 48 --temperature 0 "$(PROMPT)"
+	@echo
+	@echo "== ttqd bench --model $(MODEL) --prompt-tokens 128 --gen-tokens 64"
+	@./$(BUILD)/ttqd bench --model $(MODEL) --prompt-tokens 128 --gen-tokens 64
+
+bench: build
+	@bash docs/bench.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,120 @@
+/* cmd_bench.c -- `ttqd bench`: prefill and decode speed of the engine on one model.
+ * The prompt is a fixed pseudo-random sequence of ordinary tokens (same for every run), so
+ * results are comparable across runs and machines. Figures are printed, never asserted. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sampler.h"
+
+static const char bench_usage[] =
+    "usage: ttqd bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--threads N]\n"
+    "                  [--repeat R] [--json]\n"
+    "  --prompt-tokens  prompt length (default 128)\n"
+    "  --gen-tokens     tokens to decode (default 32)\n"
+    "  --repeat         runs; the best of them is reported (default 1)\n"
+    "  --json           one object with prefill_tok_s, decode_tok_s, ttft_ms,\n"
+    "                   weight_bytes_per_token, ...\n";
+
+/* Bytes of weights every decoded token reads: all layer matrices and norms, the final norm and
+ * the output head; of the embedding table only one row. */
+static size_t bytes_per_token(const ttq_model *m) {
+  size_t b = ttq_model_weight_bytes(m);
+  if (!m->cfg.tied_head) b -= m->embed.nbytes;
+  return b + m->embed.nbytes / (size_t)m->cfg.vocab;
+}
+
+int ttqd_cmd_bench(int argc, char **argv) {
+  const char *model_path = NULL;
+  long n_prompt = 128, n_gen = 32, threads = 0, repeat = 1;
+  bool json = false;
+  static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                       {"prompt-tokens", required_argument, 0, 'p'},
+                                       {"gen-tokens", required_argument, 0, 'g'},
+                                       {"threads", required_argument, 0, 'T'},
+                                       {"repeat", required_argument, 0, 'r'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "m:p:g:T:r:jh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'm': model_path = optarg; break;
+    case 'p': if (ttqd_parse_int("bench", "--prompt-tokens", optarg, 1, 1 << 20, &n_prompt)) return TTQD_EXIT_USAGE; break;
+    case 'g': if (ttqd_parse_int("bench", "--gen-tokens", optarg, 1, 1 << 20, &n_gen)) return TTQD_EXIT_USAGE; break;
+    case 'T': if (ttqd_parse_int("bench", "--threads", optarg, 1, 1024, &threads)) return TTQD_EXIT_USAGE; break;
+    case 'r': if (ttqd_parse_int("bench", "--repeat", optarg, 1, 1000, &repeat)) return TTQD_EXIT_USAGE; break;
+    case 'j': json = true; break;
+    case 'h': fputs(bench_usage, stdout); return 0;
+    default: fputs(bench_usage, stderr); return TTQD_EXIT_USAGE;
+    }
+  }
+  ttq_model *m = ttqd_load_model("bench", model_path);
+  if (!m) return TTQD_EXIT_FAIL;
+  if (n_prompt + n_gen > m->cfg.max_pos) {
+    fprintf(stderr, "ttqd bench: %ld prompt + %ld generated tokens exceed the model's context %d\n",
+            n_prompt, n_gen, m->cfg.max_pos);
+    ttq_model_free(m);
+    return TTQD_EXIT_USAGE;
+  }
+  ttq_state st;
+  ttq_diag d = {0};
+  if (ttq_state_init(&st, m, (int)(n_prompt + n_gen), (int)threads, NULL, &d)) {
+    fprintf(stderr, "ttqd bench: %s\n", d.msg);
+    ttq_model_free(m);
+    return TTQD_EXIT_FAIL;
+  }
+  int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
+  float *logits = malloc((size_t)m->cfg.vocab * sizeof *logits);
+  uint64_t s = 12345;
+  int lo = m->cfg.vocab > 512 ? 256 : 0; /* skip specials and raw bytes */
+  for (long i = 0; i < n_prompt; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    ids[i] = lo + (int32_t)((s >> 33) % (uint64_t)(m->cfg.vocab - lo));
+  }
+  if (m->cfg.add_bos) ids[0] = m->cfg.bos_id;
+  double best_prefill = 1e30, best_decode = 1e30, best_ttft = 1e30;
+  int rc = 0;
+  for (long r = 0; r < repeat && !rc; r++) {
+    ttq_state_reset(&st);
+    double t0 = ttqd_now_ms();
+    rc = ttq_forward(&st, ids, (int)n_prompt, logits, false, &d);
+    int32_t next = ttq_argmax(logits, m->cfg.vocab);
+    double t1 = ttqd_now_ms();
+    for (long i = 0; i < n_gen && !rc; i++) {
+      rc = ttq_forward(&st, &next, 1, logits, false, &d);
+      next = ttq_argmax(logits, m->cfg.vocab);
+    }
+    double t2 = ttqd_now_ms();
+    if (t1 - t0 < best_prefill) best_prefill = t1 - t0, best_ttft = t1 - t0;
+    if (t2 - t1 < best_decode) best_decode = t2 - t1;
+  }
+  if (rc) {
+    fprintf(stderr, "ttqd bench: %s\n", d.msg);
+  } else {
+    double pf = n_prompt / (best_prefill / 1e3), dc = n_gen / (best_decode / 1e3);
+    size_t bpt = bytes_per_token(m);
+    if (json) {
+      printf("{\"model\":\"%s\",\"params\":%lld,\"threads\":%d,\"kernels\":\"%s\",\"quant\":\"fp\","
+             "\"prompt_tokens\":%ld,\"gen_tokens\":%ld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
+             "\"ttft_ms\":%.2f,\"weight_bytes_per_token\":%zu,\"decode_gb_s\":%.2f}\n",
+             m->path, (long long)ttq_model_n_params(m), st.threads, st.kern->name, n_prompt, n_gen,
+             pf, dc, best_ttft, bpt, bpt * dc / 1e9);
+    } else {
+      printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels\n", m->path,
+             ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype), st.threads,
+             st.kern->name);
+      printf("prefill %ld tokens: %.1f ms, %.1f tok/s\n", n_prompt, best_prefill, pf);
+      printf("decode  %ld tokens: %.1f ms, %.1f tok/s, %.2f GB/s of weights\n", n_gen, best_decode,
+             dc, bpt * dc / 1e9);
+    }
+  }
+  free(ids);
+  free(logits);
+  ttq_state_free(&st);
+  ttq_model_free(m);
+  return rc ? TTQD_EXIT_FAIL : 0;
+}

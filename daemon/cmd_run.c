@@ -1,0 +1,216 @@
+/* cmd_run.c -- `ttqd run`: local generation. Generated text goes to stdout as it is produced
+ * (only complete UTF-8 characters, never past a stop string); figures go to stderr. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "sampler.h"
+
+static const char run_usage[] =
+    "usage: ttqd run --model PATH [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+    "                [--stop STR]... [--threads N] [--quiet] PROMPT\n"
+    "  -n N             tokens to generate (default 64)\n"
+    "  --temperature T  0 = greedy (default 0.8)\n"
+    "  --top-k K        keep the K most likely tokens, 0 = off (default 40)\n"
+    "  --top-p P        nucleus sampling, 1 = off (default 0.95)\n"
+    "  --seed S         sampler seed (default 0)\n"
+    "  --stop STR       stop before STR (repeatable, up to 8)\n"
+    "  --threads N      threads (default: all cores)\n"
+    "  --quiet          no figures on stderr\n"
+    "PROMPT '-' reads the prompt from stdin.\n";
+
+#define MAX_STOPS 8
+
+/* Writes out the part of `pend` that can no longer start a stop string; returns 1 when a stop
+ * string was found (text before it written). */
+static int emit(char *pend, size_t *np, char **stops, int n_stops, bool final) {
+  size_t n = *np;
+  size_t cut = n, hold = 0;
+  int hit = 0;
+  for (int i = 0; i < n_stops; i++) {
+    char *at = memmem(pend, n, stops[i], strlen(stops[i]));
+    if (at && (size_t)(at - pend) < cut) {
+      cut = (size_t)(at - pend);
+      hit = 1;
+    }
+  }
+  if (!hit && !final) {
+    for (int i = 0; i < n_stops; i++) {
+      size_t L = strlen(stops[i]);
+      for (size_t k = L - 1; k > hold; k--)
+        if (k <= n && memcmp(pend + n - k, stops[i], k) == 0) {
+          hold = k;
+          break;
+        }
+    }
+    cut = n - hold;
+  }
+  fwrite(pend, 1, cut, stdout);
+  fflush(stdout);
+  memmove(pend, pend + cut, n - cut);
+  *np = hit ? 0 : n - cut;
+  return hit;
+}
+
+int ttqd_cmd_run(int argc, char **argv) {
+  const char *model_path = NULL;
+  long n_gen = 64, top_k = 40, threads = 0;
+  double temp = 0.8, top_p = 0.95;
+  uint64_t seed = 0;
+  char *stops[MAX_STOPS];
+  int n_stops = 0;
+  bool quiet = false;
+  static const struct option opts[] = {
+      {"model", required_argument, 0, 'm'},       {"temperature", required_argument, 0, 't'},
+      {"top-k", required_argument, 0, 'k'},       {"top-p", required_argument, 0, 'p'},
+      {"seed", required_argument, 0, 's'},        {"stop", required_argument, 0, 'S'},
+      {"threads", required_argument, 0, 'T'},     {"quiet", no_argument, 0, 'q'},
+      {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "m:n:t:k:p:s:S:T:qh", opts, NULL)) != -1) {
+    switch (c) {
+    case 'm': model_path = optarg; break;
+    case 'n': if (ttqd_parse_int("run", "-n", optarg, 1, 1 << 20, &n_gen)) return TTQD_EXIT_USAGE; break;
+    case 't': if (ttqd_parse_float("run", "--temperature", optarg, 0, 100, &temp)) return TTQD_EXIT_USAGE; break;
+    case 'k': if (ttqd_parse_int("run", "--top-k", optarg, 0, 1 << 24, &top_k)) return TTQD_EXIT_USAGE; break;
+    case 'p': if (ttqd_parse_float("run", "--top-p", optarg, 1e-9, 1, &top_p)) return TTQD_EXIT_USAGE; break;
+    case 's': if (ttqd_parse_u64("run", "--seed", optarg, &seed)) return TTQD_EXIT_USAGE; break;
+    case 'S':
+      if (n_stops == MAX_STOPS || !*optarg) {
+        fprintf(stderr, "ttqd run: --stop: at most %d non-empty stop strings\n", MAX_STOPS);
+        return TTQD_EXIT_USAGE;
+      }
+      stops[n_stops++] = optarg;
+      break;
+    case 'T': if (ttqd_parse_int("run", "--threads", optarg, 1, 1024, &threads)) return TTQD_EXIT_USAGE; break;
+    case 'q': quiet = true; break;
+    case 'h': fputs(run_usage, stdout); return 0;
+    default: fputs(run_usage, stderr); return TTQD_EXIT_USAGE;
+    }
+  }
+  if (optind != argc - 1) {
+    fprintf(stderr, "ttqd run: expected exactly one PROMPT argument (got %d)\n%s", argc - optind,
+            run_usage);
+    return TTQD_EXIT_USAGE;
+  }
+  char *prompt = argv[optind], *stdin_buf = NULL;
+  if (!strcmp(prompt, "-")) {
+    if (!(stdin_buf = ttqd_read_stdin(NULL))) {
+      fprintf(stderr, "ttqd run: cannot read the prompt from stdin\n");
+      return TTQD_EXIT_FAIL;
+    }
+    prompt = stdin_buf;
+  }
+  ttq_model *m = ttqd_load_model("run", model_path);
+  if (!m) {
+    free(stdin_buf);
+    return TTQD_EXIT_FAIL;
+  }
+  int rc = TTQD_EXIT_FAIL;
+  ttq_diag d = {0};
+  int32_t *raw = NULL, *ids = NULL;
+  size_t n_raw = 0;
+  ttq_state st = {0};
+  ttq_sampler smp = {0};
+  float *logits = NULL;
+  if (ttq_tokenize(m->tok, prompt, strlen(prompt), true, &raw, &n_raw, &d)) {
+    fprintf(stderr, "ttqd run: %s\n", d.msg);
+    goto out;
+  }
+  int bos = m->cfg.add_bos ? 1 : 0;
+  int n_prompt = (int)n_raw + bos;
+  if (n_prompt == 0) {
+    fprintf(stderr, "ttqd run: the prompt is empty and the model adds no bos token\n");
+    goto out;
+  }
+  if (n_prompt >= m->cfg.max_pos) {
+    fprintf(stderr, "ttqd run: the prompt has %d tokens; the model's context is %d\n", n_prompt,
+            m->cfg.max_pos);
+    goto out;
+  }
+  ids = malloc((size_t)n_prompt * sizeof *ids);
+  if (bos) ids[0] = m->cfg.bos_id;
+  memcpy(ids + bos, raw, n_raw * sizeof *raw);
+  if (n_gen > m->cfg.max_pos - n_prompt) n_gen = m->cfg.max_pos - n_prompt;
+  ttq_sampler_cfg scfg = {(float)temp, (int)top_k, (float)top_p, seed};
+  if (ttq_sampler_init(&smp, m->cfg.vocab, &scfg, &d) ||
+      ttq_state_init(&st, m, n_prompt + (int)n_gen, (int)threads, NULL, &d)) {
+    fprintf(stderr, "ttqd run: %s\n", d.msg);
+    goto out;
+  }
+  logits = malloc((size_t)m->cfg.vocab * sizeof *logits);
+  double t0 = ttqd_now_ms();
+  if (ttq_forward(&st, ids, n_prompt, logits, false, &d)) {
+    fprintf(stderr, "ttqd run: %s\n", d.msg);
+    goto out;
+  }
+  double t_prefill = ttqd_now_ms() - t0, t_first = 0;
+  ttq_detok dt;
+  ttq_detok_init(&dt, m->tok);
+  size_t cap = 4096, np = 0;
+  char *pend = malloc(cap);
+  int generated = 0;
+  const char *finish = "length";
+  double t1 = ttqd_now_ms();
+  for (int i = 0; i < n_gen; i++) {
+    int32_t next = ttq_sample(&smp, logits);
+    generated++;
+    if (i == 0) t_first = ttqd_now_ms() - t0;
+    if (ttq_model_is_eos(m, next)) {
+      finish = "eos";
+      break;
+    }
+    char piece[512];
+    int k = ttq_detok_push(&dt, next, piece, sizeof piece);
+    if (k > 0) {
+      if (np + (size_t)k > cap) pend = realloc(pend, cap = (np + (size_t)k) * 2);
+      memcpy(pend + np, piece, (size_t)k);
+      np += (size_t)k;
+      if (emit(pend, &np, stops, n_stops, false)) {
+        finish = "stop";
+        break;
+      }
+    }
+    if (i + 1 == n_gen) break;
+    if (ttq_forward(&st, &next, 1, logits, false, &d)) {
+      fprintf(stderr, "ttqd run: %s\n", d.msg);
+      free(pend);
+      goto out;
+    }
+  }
+  if (strcmp(finish, "stop") != 0) {
+    char tail[64];
+    int k = ttq_detok_flush(&dt, tail, sizeof tail);
+    if (k > 0) {
+      if (np + (size_t)k > cap) pend = realloc(pend, cap = np + (size_t)k);
+      memcpy(pend + np, tail, (size_t)k);
+      np += (size_t)k;
+    }
+    emit(pend, &np, stops, n_stops, true);
+  }
+  free(pend);
+  double t_decode = ttqd_now_ms() - t1;
+  if (!quiet) {
+    fprintf(stderr,
+            "\n[ttqd run] model %s | prompt %d tokens, prefill %.1f ms (%.1f tok/s) | "
+            "time to first token %.1f ms | generated %d tokens in %.1f ms (%.1f tok/s) | "
+            "finish: %s | threads %d, kernels %s\n",
+            m->path, n_prompt, t_prefill, n_prompt / (t_prefill / 1e3), t_first, generated,
+            t_decode, generated > 1 ? (generated - 1) / (t_decode / 1e3) : 0.0, finish,
+            st.threads, st.kern->name);
+  }
+  rc = 0;
+out:
+  free(logits);
+  free(raw);
+  free(ids);
+  free(stdin_buf);
+  ttq_sampler_free(&smp);
+  if (st.m) ttq_state_free(&st);
+  ttq_model_free(m);
+  return rc;
+}

@@ -1,0 +1,319 @@
+/* forward.c -- the forward pass, readable top to bottom (ttq_forward at the end).
+ *
+ *   x = embed[token]
+ *   for each layer:
+ *     h = rmsnorm(x) ; q,k,v = h Wq^T, h Wk^T, h Wv^T ; (qwen3: per-head rmsnorm of q, k)
+ *     rope(q, k) ; cache k, v ; a = softmax(q k^T / sqrt(hd)) v (grouped-query, causal)
+ *     x += a Wo^T
+ *     h = rmsnorm(x) ; x += (silu(h Wg^T) * (h Wu^T)) Wd^T
+ *   logits = rmsnorm(x) Wout^T
+ *
+ * Matrix products of many tokens convert the weight to f32 once and call OpenBLAS sgemm;
+ * single tokens use the dtype-native dot kernels straight from the memory map.
+ * Invariant: the cache holds exactly s->pos tokens; a failed call leaves it unchanged. */
+#include "forward.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#include "util.h"
+
+#define GEMM_MIN_TOKENS 4
+
+static void *xalloc(size_t n, bool *ok) {
+  void *p = NULL;
+  if (n == 0) n = 64;
+  if (posix_memalign(&p, 64, (n + 63) / 64 * 64) != 0) {
+    *ok = false;
+    return NULL;
+  }
+  return p;
+}
+
+int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
+                   const ttq_kernels *kern, ttq_diag *d) {
+  memset(s, 0, sizeof *s);
+  const ttq_config *c = &m->cfg;
+  if (max_ctx <= 0 || max_ctx > c->max_pos)
+    return ttq__fail(d, TTQ_EINVAL, "context size %d is outside 1..%d (the model's context length)",
+                     max_ctx, c->max_pos);
+  s->m = m;
+  s->kern = kern ? kern : ttq_kernels_select(NULL);
+  s->threads = threads > 0 ? threads : omp_get_num_procs();
+  s->max_ctx = max_ctx;
+  s->max_batch = max_ctx < 512 ? max_ctx : 512;
+  s->n_gemm_rows = GEMM_MIN_TOKENS;
+  size_t B = (size_t)s->max_batch, qd = (size_t)c->n_heads * c->head_dim,
+         kvd = (size_t)c->n_kv_heads * c->head_dim;
+  size_t cache = (size_t)c->n_layers * kvd * (size_t)max_ctx;
+  size_t wmax = (size_t)c->vocab * c->dim;
+  size_t cand[] = {qd * c->dim, (size_t)c->ffn_dim * c->dim};
+  for (int i = 0; i < 2; i++)
+    if (cand[i] > wmax) wmax = cand[i];
+  bool ok = true;
+  s->k_cache = xalloc(cache * 4, &ok);
+  s->v_cache = xalloc(cache * 4, &ok);
+  s->rope_cos = xalloc((size_t)max_ctx * c->head_dim / 2 * 4, &ok);
+  s->rope_sin = xalloc((size_t)max_ctx * c->head_dim / 2 * 4, &ok);
+  s->x = xalloc(B * c->dim * 4, &ok);
+  s->xb = xalloc(B * c->dim * 4, &ok);
+  s->q = xalloc(B * qd * 4, &ok);
+  s->k = xalloc(B * kvd * 4, &ok);
+  s->v = xalloc(B * kvd * 4, &ok);
+  s->att_out = xalloc(B * qd * 4, &ok);
+  s->hb = xalloc(B * c->ffn_dim * 4, &ok);
+  s->hb2 = xalloc(B * c->ffn_dim * 4, &ok);
+  s->att = xalloc((size_t)s->threads * s->max_batch * max_ctx * 4, &ok);
+  s->normw = xalloc((size_t)c->dim * 4, &ok);
+  s->wbuf = xalloc(wmax * 4, &ok);
+  s->wbuf_len = wmax;
+  if (!ok) {
+    ttq_state_free(s);
+    return ttq__fail(d, TTQ_ENOMEM, "out of memory allocating the state for %d tokens", max_ctx);
+  }
+  /* RoPE tables, computed as Hugging Face does (f32 inverse frequencies, f32 angle). */
+  int half = c->head_dim / 2;
+  for (int i = 0; i < half; i++) {
+    float inv = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+    for (int p = 0; p < max_ctx; p++) {
+      float a = (float)p * inv;
+      s->rope_cos[(size_t)p * half + i] = cosf(a);
+      s->rope_sin[(size_t)p * half + i] = sinf(a);
+    }
+  }
+  return 0;
+}
+
+void ttq_state_free(ttq_state *s) {
+  float *bufs[] = {s->k_cache, s->v_cache, s->rope_cos, s->rope_sin, s->x, s->xb, s->q, s->k,
+                   s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+  memset(s, 0, sizeof *s);
+}
+
+void ttq_state_reset(ttq_state *s) { s->pos = 0; }
+
+/* ---- building blocks ---- */
+
+static void rmsnorm(float *out, const float *x, const ttq_tensor *w, int n, float eps,
+                    const ttq_kernels *k, float *wtmp) {
+  double ss = 0;
+  for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+  float r = 1.0f / sqrtf((float)(ss / n) + eps);
+  ttq_row_to_f32(k, w->dtype, w->data, wtmp, n);
+  for (int i = 0; i < n; i++) out[i] = wtmp[i] * (x[i] * r);
+}
+
+/* Y[n x rows] = X[n x cols] W^T, W stored rows x cols in any dtype. */
+static void linear(ttq_state *s, const ttq_tensor *W, const float *X, int n, float *Y) {
+  const int64_t rows = W->shape[0], cols = W->shape[1];
+  const size_t row_bytes = W->nbytes / (size_t)rows;
+  const uint8_t *base = W->data;
+  const ttq_kernels *k = s->kern;
+  if (n < s->n_gemm_rows) {
+    for (int t = 0; t < n; t++) {
+      const float *x = X + (size_t)t * cols;
+      float *y = Y + (size_t)t * rows;
+#pragma omp parallel for num_threads(s->threads) schedule(static)
+      for (int64_t r = 0; r < rows; r++)
+        y[r] = ttq_dot_row(k, W->dtype, base + (size_t)r * row_bytes, x, cols);
+    }
+    return;
+  }
+  /* Each thread converts its own slice of rows to f32 and multiplies it with one
+   * single-threaded sgemm: no thread pool but ours, and the slice stays in cache. */
+#pragma omp parallel num_threads(s->threads)
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int64_t per = (rows + nt - 1) / nt, r0 = per * id, r1 = r0 + per < rows ? r0 + per : rows;
+    if (r0 < r1) {
+      const float *w32 = (const float *)(base) + r0 * cols;
+      if (W->dtype != TTQ_F32) {
+        for (int64_t r = r0; r < r1; r++)
+          ttq_row_to_f32(k, W->dtype, base + (size_t)r * row_bytes, s->wbuf + (size_t)r * cols, cols);
+        w32 = s->wbuf + (size_t)r0 * cols;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)(r1 - r0), (int)cols, 1.0f, X,
+                  (int)cols, w32, (int)cols, 0.0f, Y + r0, (int)rows);
+    }
+  }
+}
+
+/* Rotates pairs of one head vector by the angle table of position p. */
+static void rope(float *v, int hd, const float *cs, const float *sn, bool interleaved) {
+  int half = hd / 2;
+  for (int i = 0; i < half; i++) {
+    int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+    float x0 = v[a], x1 = v[b];
+    v[a] = x0 * cs[i] - x1 * sn[i];
+    v[b] = x1 * cs[i] + x0 * sn[i];
+  }
+}
+
+static void head_rmsnorm(float *v, int hd, const float *w, float eps) {
+  double ss = 0;
+  for (int i = 0; i < hd; i++) ss += (double)v[i] * v[i];
+  float r = 1.0f / sqrtf((float)(ss / hd) + eps);
+  for (int i = 0; i < hd; i++) v[i] = w[i] * (v[i] * r);
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* Causal grouped-query attention for n new tokens starting at position p0 of layer l.
+ * Many tokens: per head, S = Q K^T (sgemm), causal softmax, O = P V (sgemm), heads spread over
+ * threads. Few tokens: dot products per cached position. */
+static void attention(ttq_state *s, int l, int n, int p0) {
+  const ttq_config *c = &s->m->cfg;
+  const int hd = c->head_dim, nh = c->n_heads, group = c->n_heads / c->n_kv_heads;
+  const size_t qd = (size_t)nh * hd, T = (size_t)s->max_ctx;
+  const float scale = 1.0f / sqrtf((float)hd);
+  const float *kc = s->k_cache + (size_t)l * c->n_kv_heads * T * hd;
+  const float *vc = s->v_cache + (size_t)l * c->n_kv_heads * T * hd;
+  const int len = p0 + n; /* keys visible to the last new token */
+  if (n >= s->n_gemm_rows) {
+#pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1)
+    for (int h = 0; h < nh; h++) {
+      float *S = s->att + (size_t)omp_get_thread_num() * s->max_batch * T;
+      const float *K = kc + (size_t)(h / group) * T * hd, *V = vc + (size_t)(h / group) * T * hd;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, len, hd, scale, s->q + (size_t)h * hd,
+                  (int)qd, K, hd, 0.0f, S, len);
+      for (int t = 0; t < n; t++) {
+        float *row = S + (size_t)t * len;
+        const int vis = p0 + t + 1;
+        float mx = -INFINITY, sum = 0;
+        for (int j = 0; j < vis; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int j = 0; j < vis; j++) sum += (row[j] = expf(row[j] - mx));
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < vis; j++) row[j] *= inv;
+        for (int j = vis; j < len; j++) row[j] = 0;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, len, 1.0f, S, len, V, hd, 0.0f,
+                  s->att_out + (size_t)h * hd, (int)qd);
+    }
+    return;
+  }
+#pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1) collapse(2)
+  for (int t = 0; t < n; t++) {
+    for (int h = 0; h < nh; h++) {
+      float *att = s->att + (size_t)omp_get_thread_num() * s->max_batch * T;
+      const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
+      const int kh = h / group, vis = p0 + t + 1;
+      const float *kh_base = kc + (size_t)kh * T * hd, *vh_base = vc + (size_t)kh * T * hd;
+      float mx = -INFINITY;
+      for (int j = 0; j < vis; j++) {
+        float a = s->kern->dot_f32(q, kh_base + (size_t)j * hd, hd) * scale;
+        att[j] = a;
+        if (a > mx) mx = a;
+      }
+      float sum = 0;
+      for (int j = 0; j < vis; j++) {
+        att[j] = expf(att[j] - mx);
+        sum += att[j];
+      }
+      float inv = 1.0f / sum, *out = s->att_out + (size_t)t * qd + (size_t)h * hd;
+      memset(out, 0, (size_t)hd * 4);
+      for (int j = 0; j < vis; j++) {
+        const float a = att[j] * inv, *vr = vh_base + (size_t)j * hd;
+        for (int i = 0; i < hd; i++) out[i] += a * vr[i];
+      }
+    }
+  }
+}
+
+/* One chunk of n tokens (n <= max_batch) through all layers; logits of the requested rows. */
+static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *logits,
+                          bool all_logits) {
+  const ttq_model *m = s->m;
+  const ttq_config *c = &m->cfg;
+  const int dim = c->dim, hd = c->head_dim, nkv = c->n_kv_heads, half = hd / 2;
+  const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)nkv * hd, T = (size_t)s->max_ctx;
+  const int p0 = s->pos;
+  const size_t emb_row = m->embed.nbytes / (size_t)m->embed.shape[0];
+  float *wtmp = s->normw;
+  float qn[1024], kn[1024];
+
+  for (int t = 0; t < n; t++)
+    ttq_row_to_f32(s->kern, m->embed.dtype, (const uint8_t *)m->embed.data + (size_t)tokens[t] * emb_row,
+                   s->x + (size_t)t * dim, dim);
+
+  for (int l = 0; l < c->n_layers; l++) {
+    const ttq_layer *L = &m->layers[l];
+    /* attention block */
+    for (int t = 0; t < n; t++)
+      rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, &L->attn_norm, dim, c->norm_eps,
+              s->kern, wtmp);
+    linear(s, &L->wq, s->xb, n, s->q);
+    linear(s, &L->wk, s->xb, n, s->k);
+    linear(s, &L->wv, s->xb, n, s->v);
+    if (c->qk_norm) {
+      ttq_row_to_f32(s->kern, L->q_norm.dtype, L->q_norm.data, qn, hd);
+      ttq_row_to_f32(s->kern, L->k_norm.dtype, L->k_norm.data, kn, hd);
+    }
+    float *kc = s->k_cache + (size_t)l * nkv * T * hd, *vc = s->v_cache + (size_t)l * nkv * T * hd;
+    for (int t = 0; t < n; t++) {
+      const int p = p0 + t;
+      const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
+      for (int h = 0; h < c->n_heads; h++) {
+        float *qh = s->q + (size_t)t * qd + (size_t)h * hd;
+        if (c->qk_norm) head_rmsnorm(qh, hd, qn, c->norm_eps);
+        rope(qh, hd, cs, sn, c->rope_interleaved);
+      }
+      for (int h = 0; h < nkv; h++) {
+        float *kh = s->k + (size_t)t * kvd + (size_t)h * hd;
+        if (c->qk_norm) head_rmsnorm(kh, hd, kn, c->norm_eps);
+        rope(kh, hd, cs, sn, c->rope_interleaved);
+        memcpy(kc + ((size_t)h * T + p) * hd, kh, (size_t)hd * 4);
+        memcpy(vc + ((size_t)h * T + p) * hd, s->v + (size_t)t * kvd + (size_t)h * hd,
+               (size_t)hd * 4);
+      }
+    }
+    attention(s, l, n, p0);
+    linear(s, &L->wo, s->att_out, n, s->xb);
+    for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
+
+    /* MLP block */
+    for (int t = 0; t < n; t++)
+      rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, &L->ffn_norm, dim, c->norm_eps,
+              s->kern, wtmp);
+    linear(s, &L->w_gate, s->xb, n, s->hb);
+    linear(s, &L->w_up, s->xb, n, s->hb2);
+    for (size_t i = 0; i < (size_t)n * c->ffn_dim; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
+    linear(s, &L->w_down, s->hb, n, s->xb);
+    for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
+  }
+  s->pos += n;
+  if (!logits) return;
+
+  /* output head: every row, or only the last */
+  int first = all_logits ? 0 : n - 1, rows = n - first;
+  for (int t = first; t < n; t++)
+    rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, &m->final_norm, dim,
+            c->norm_eps, s->kern, wtmp);
+  linear(s, &m->head, s->xb, rows, logits);
+}
+
+int ttq_forward(ttq_state *s, const int32_t *tokens, int n, float *logits, bool all_logits,
+                ttq_diag *d) {
+  const ttq_config *c = &s->m->cfg;
+  if (n <= 0) return ttq__fail(d, TTQ_EINVAL, "forward: no tokens");
+  if (n > s->max_ctx - s->pos)
+    return ttq__fail(d, TTQ_ERANGE, "context full: %d tokens in cache + %d new > %d", s->pos, n,
+                     s->max_ctx);
+  for (int t = 0; t < n; t++)
+    if (tokens[t] < 0 || tokens[t] >= c->vocab)
+      return ttq__fail(d, TTQ_ERANGE, "token id %d at position %d is outside the vocabulary (%d)",
+                       tokens[t], t, c->vocab);
+  openblas_set_num_threads(1); /* parallelism is ours (OpenMP), see linear() */
+  for (int done = 0; done < n;) {
+    int chunk = n - done < s->max_batch ? n - done : s->max_batch;
+    bool last = done + chunk == n;
+    float *out = NULL;
+    if (logits && all_logits) out = logits + (size_t)done * c->vocab;
+    else if (logits && last) out = logits;
+    forward_chunk(s, tokens + done, chunk, out, all_logits);
+    done += chunk;
+  }
+  return 0;
+}

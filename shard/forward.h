@@ -1,0 +1,49 @@
+/* forward.h -- the full-precision forward pass of a decoder (llama, qwen3) with a KV cache.
+ *
+ * A ttq_state is one sequence being processed: its KV cache, scratch buffers and settings.
+ * It belongs to one thread of control at a time (internally it uses `threads` OpenMP threads
+ * and OpenBLAS). Many states may share one model. */
+#ifndef TTQ_FORWARD_H
+#define TTQ_FORWARD_H
+
+#include <stdbool.h>
+#include "kernels.h"
+#include "model.h"
+
+typedef struct ttq_state {
+  const ttq_model *m;
+  const ttq_kernels *kern;
+  int threads;
+  int max_ctx;   /* KV cache capacity in tokens */
+  int max_batch; /* tokens per internal forward chunk (prefill is chunked to this) */
+  int pos;       /* tokens already in the cache */
+  /* KV cache, f32, [layer][kv_head][max_ctx][head_dim]. */
+  float *k_cache, *v_cache;
+  /* RoPE tables [max_ctx][head_dim/2]. */
+  float *rope_cos, *rope_sin;
+  /* Activations for one chunk, row-major [tokens][width]. */
+  float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
+  float *att;  /* attention scores, [threads][max_batch][max_ctx] */
+  float *normw; /* a norm weight row converted to f32, [dim] */
+  float *wbuf; /* one weight matrix converted to f32 for sgemm */
+  size_t wbuf_len;
+  int64_t n_gemm_rows; /* threshold: chunks of at least this many tokens use sgemm */
+} ttq_state;
+
+/* Allocates the state for up to max_ctx tokens. threads <= 0 means all cores.
+ * kern NULL selects the best kernels for this CPU. Caller frees with ttq_state_free. */
+int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
+                   const ttq_kernels *kern, ttq_diag *d);
+void ttq_state_free(ttq_state *s);
+/* Forget the sequence (cache contents become unused). Can't fail. */
+void ttq_state_reset(ttq_state *s);
+
+/* Runs `n` tokens at positions s->pos .. s->pos+n-1 and appends them to the cache.
+ * logits: when all_logits, n x vocab floats (one row per token); otherwise vocab floats for the
+ * last token only. logits may be NULL (cache filling only).
+ * Errors: TTQ_ERANGE when the cache would overflow or a token id is outside the vocabulary
+ * (the state is unchanged then). */
+int ttq_forward(ttq_state *s, const int32_t *tokens, int n, float *logits, bool all_logits,
+                ttq_diag *d);
+
+#endif

@@ -1,0 +1,32 @@
+/* kernels.h -- the inner loops of full-precision inference (dot products of weight rows of
+ * any stored dtype with an f32 activation, and row conversion to f32), in AVX-512, AVX2 and
+ * scalar versions chosen at run time.
+ *
+ * Contract: every variant computes the same mathematical result; they may differ only by the
+ * order of floating-point additions. No variant reads past `n` elements. */
+#ifndef TTQ_KERNELS_H
+#define TTQ_KERNELS_H
+
+#include <stdint.h>
+#include "ttq.h"
+
+typedef struct ttq_kernels {
+  const char *name; /* "avx512", "avx2" or "scalar" */
+  float (*dot_f32)(const float *w, const float *x, int64_t n);
+  float (*dot_bf16)(const uint16_t *w, const float *x, int64_t n);
+  float (*dot_f16)(const uint16_t *w, const float *x, int64_t n);
+  void (*cvt_bf16)(const uint16_t *src, float *dst, int64_t n);
+  void (*cvt_f16)(const uint16_t *src, float *dst, int64_t n);
+} ttq_kernels;
+
+/* The best variant this CPU runs, or the one named by `isa` ("avx512", "avx2", "scalar") when
+ * the CPU supports it. Returns NULL for an unknown or unsupported name. Never fails for NULL.
+ * The environment variable TTQ_ISA, when set, is used in place of a NULL `isa`. */
+const ttq_kernels *ttq_kernels_select(const char *isa);
+
+/* Dot product of one stored row (dtype t, n elements) with x, using k. */
+float ttq_dot_row(const ttq_kernels *k, ttq_dtype t, const void *row, const float *x, int64_t n);
+/* Convert one stored row to f32. */
+void ttq_row_to_f32(const ttq_kernels *k, ttq_dtype t, const void *row, float *dst, int64_t n);
+
+#endif
