@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "cli.h"
 #include "sampler.h"
 
@@ -15,8 +17,31 @@ static const char bench_usage[] =
     "  --prompt-tokens  prompt length (default 128)\n"
     "  --gen-tokens     tokens to decode (default 32)\n"
     "  --repeat         runs; the best of them is reported (default 1)\n"
+    "  --bandwidth      also measure the machine's read bandwidth and report decode as a\n"
+    "                   share of the roofline (bandwidth / bytes read per token)\n"
     "  --json           one object with prefill_tok_s, decode_tok_s, ttft_ms,\n"
     "                   weight_bytes_per_token, ...\n";
+
+/* Streaming read bandwidth of this machine with `threads` threads, in GB/s: the decode
+ * roofline is this divided by the bytes read per token. Best of 5 passes over 1 GiB. */
+static double read_bandwidth(int threads) {
+  const size_t n = (size_t)1 << 27; /* doubles: 1 GiB */
+  double *a = malloc(n * sizeof *a), best = 0;
+  if (!a) return 0;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (size_t i = 0; i < n; i++) a[i] = (double)(i & 7);
+  for (int rep = 0; rep < 5; rep++) {
+    double t0 = ttqd_now_ms(), sum = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : sum)
+    for (size_t i = 0; i < n; i += 8)
+      sum += a[i] + a[i + 1] + a[i + 2] + a[i + 3] + a[i + 4] + a[i + 5] + a[i + 6] + a[i + 7];
+    double gbs = n * sizeof *a / ((ttqd_now_ms() - t0) / 1e3) / 1e9;
+    if (sum < 0) gbs = 0; /* keeps the sum live */
+    if (gbs > best) best = gbs;
+  }
+  free(a);
+  return best;
+}
 
 /* Bytes of weights every decoded token reads: all layer matrices and norms, the final norm and
  * the output head; of the embedding table only one row. */
@@ -29,8 +54,9 @@ static size_t bytes_per_token(const ttq_model *m) {
 int ttqd_cmd_bench(int argc, char **argv) {
   const char *model_path = NULL;
   long n_prompt = 128, n_gen = 32, threads = 0, repeat = 1;
-  bool json = false;
+  bool json = false, bandwidth = false;
   static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                       {"bandwidth", no_argument, 0, 'B'},
                                        {"prompt-tokens", required_argument, 0, 'p'},
                                        {"gen-tokens", required_argument, 0, 'g'},
                                        {"threads", required_argument, 0, 'T'},
@@ -40,7 +66,7 @@ int ttqd_cmd_bench(int argc, char **argv) {
                                        {0, 0, 0, 0}};
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "m:p:g:T:r:jh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:p:g:T:r:jBh", opts, NULL)) != -1) {
     switch (c) {
     case 'm': model_path = optarg; break;
     case 'p': if (ttqd_parse_int("bench", "--prompt-tokens", optarg, 1, 1 << 20, &n_prompt)) return TTQD_EXIT_USAGE; break;
@@ -48,6 +74,7 @@ int ttqd_cmd_bench(int argc, char **argv) {
     case 'T': if (ttqd_parse_int("bench", "--threads", optarg, 1, 1024, &threads)) return TTQD_EXIT_USAGE; break;
     case 'r': if (ttqd_parse_int("bench", "--repeat", optarg, 1, 1000, &repeat)) return TTQD_EXIT_USAGE; break;
     case 'j': json = true; break;
+    case 'B': bandwidth = true; break;
     case 'h': fputs(bench_usage, stdout); return 0;
     default: fputs(bench_usage, stderr); return TTQD_EXIT_USAGE;
     }
@@ -97,19 +124,29 @@ int ttqd_cmd_bench(int argc, char **argv) {
   } else {
     double pf = n_prompt / (best_prefill / 1e3), dc = n_gen / (best_decode / 1e3);
     size_t bpt = bytes_per_token(m);
+    /* KV cache read per decoded token, at the middle of the decode */
+    size_t kv = (size_t)2 * m->cfg.n_layers * m->cfg.n_kv_heads * m->cfg.head_dim * 4 *
+                (size_t)(n_prompt + n_gen / 2);
+    double bw = bandwidth ? read_bandwidth(st.threads) : 0;
+    double roof = bw > 0 ? bw * 1e9 / (double)(bpt + kv) : 0;
     if (json) {
       printf("{\"model\":\"%s\",\"params\":%lld,\"threads\":%d,\"kernels\":\"%s\",\"quant\":\"fp\","
              "\"prompt_tokens\":%ld,\"gen_tokens\":%ld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
-             "\"ttft_ms\":%.2f,\"weight_bytes_per_token\":%zu,\"decode_gb_s\":%.2f}\n",
+             "\"ttft_ms\":%.2f,\"weight_bytes_per_token\":%zu,\"kv_bytes_per_token\":%zu,"
+             "\"decode_gb_s\":%.2f,\"read_bandwidth_gb_s\":%.2f,\"roofline_tok_s\":%.2f,"
+             "\"roofline_share\":%.3f}\n",
              m->path, (long long)ttq_model_n_params(m), st.threads, st.kern->name, n_prompt, n_gen,
-             pf, dc, best_ttft, bpt, bpt * dc / 1e9);
+             pf, dc, best_ttft, bpt, kv, (bpt + kv) * dc / 1e9, bw, roof, roof > 0 ? dc / roof : 0);
     } else {
       printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels\n", m->path,
              ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype), st.threads,
              st.kern->name);
       printf("prefill %ld tokens: %.1f ms, %.1f tok/s\n", n_prompt, best_prefill, pf);
-      printf("decode  %ld tokens: %.1f ms, %.1f tok/s, %.2f GB/s of weights\n", n_gen, best_decode,
-             dc, bpt * dc / 1e9);
+      printf("decode  %ld tokens: %.1f ms, %.1f tok/s, %.2f GB/s of weights and KV cache\n", n_gen,
+             best_decode, dc, (bpt + kv) * dc / 1e9);
+      if (bw > 0)
+        printf("roofline: read bandwidth %.1f GB/s, %zu bytes per token -> %.1f tok/s; decode is "
+               "%.0f%% of it\n", bw, bpt + kv, roof, 100 * dc / roof);
     }
   }
   free(ids);

@@ -258,7 +258,8 @@ static int gg_value(gg_cur *c, ttq_gguf_kv *kv, uint32_t type) {
   }
   size_t sz = gg_scalar_size(type);
   const uint8_t *p;
-  if (!gg_take(c, sz, &p)) return gg_eof(c, "the %s value of key '%.*s'", gg_value_type_name(type), kl, kp);
+  if (!gg_take(c, sz, &p))
+    return gg_eof(c, "the %s value of key '%.*s'", gg_value_type_name(type), kl, kp);
   switch (type) {
   case TTQ_GGUF_UINT8: kv->v.u64 = p[0]; break;
   case TTQ_GGUF_BOOL:
@@ -365,7 +366,8 @@ static int gg_tensor_info(gg_cur *c, uint64_t i, ttq_tensor *t, uint64_t *offset
   int why = gg_str(c, &name, &len);
   if (why) return gg_str_fail(c, why, len, "the name of tensor #%" PRIu64, i);
   if (memchr(name.ptr, 0, (size_t)name.len))
-    return ttq__fail(c->d, TTQ_EFORMAT, "%s: tensor #%" PRIu64 ": name contains a NUL byte", path, i);
+    return ttq__fail(c->d, TTQ_EFORMAT, "%s: tensor #%" PRIu64 ": name contains a NUL byte", path,
+                     i);
   char *nm = malloc((size_t)name.len + 1);
   if (!nm) return ttq__fail(c->d, TTQ_ENOMEM, "%s: out of memory", path);
   memcpy(nm, name.ptr, (size_t)name.len);
@@ -654,8 +656,8 @@ static void gg_pad(gg_out *o, uint64_t align) {
 static int gg_check_kv(const char *path, const ttq_gguf_kv *kv, uint64_t i, ttq_diag *d) {
   if (!kv->key.ptr && kv->key.len)
     return ttq__fail(d, TTQ_EINVAL, "%s: key #%" PRIu64 " has no name", path, i);
-  int kl = gg_shown(kv->key.len);
-  const char *kp = kv->key.ptr;
+  int kl = kv->key.ptr ? gg_shown(kv->key.len) : 0;
+  const char *kp = kv->key.ptr ? kv->key.ptr : "";
   uint64_t u = kv->v.u64;
   int64_t s = kv->v.i64;
   bool ok = true;
@@ -686,6 +688,8 @@ static int gg_check_kv(const char *path, const ttq_gguf_kv *kv, uint64_t i, ttq_
       size_t nb;
       ok = (kv->v.arr.data || !kv->v.arr.n) && kv->v.arr.n <= SIZE_MAX &&
            ttq__mul_ok((size_t)kv->v.arr.n, gg_scalar_size(kv->v.arr.type), &nb);
+      for (uint64_t k = 0; ok && kv->v.arr.type == TTQ_GGUF_BOOL && k < kv->v.arr.n; k++)
+        ok = kv->v.arr.data[k] <= 1; /* the reader refuses other bools */
     }
     break;
   default:

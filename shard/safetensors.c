@@ -33,6 +33,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors.c reads the little-endian header length natively: little-endian hosts only"
+#endif
+
 /* Upper bound on the JSON header (the reference implementation uses the same limit). */
 #define ST_MAX_HEADER ((uint64_t)100000000)
 
@@ -182,7 +186,7 @@ int ttq_st_open(const char *path, ttq_st_file *out, ttq_diag *d) {
                    "header length", path, size);
     goto fail;
   }
-  memcpy(&n, f.map.data, 8); /* little-endian hosts only (x86-64, aarch64) */
+  memcpy(&n, f.map.data, 8);
   if (n > ST_MAX_HEADER) {
     rc = ttq__fail(d, TTQ_EFORMAT, "%s: header length %" PRIu64 " is absurd (limit %" PRIu64 ")",
                    path, n, ST_MAX_HEADER);
@@ -202,7 +206,8 @@ int ttq_st_open(const char *path, ttq_st_file *out, ttq_diag *d) {
   root = json_loadb((const char *)f.map.data + 8, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
   if (!root) {
     if (json_error_code(&jerr) == json_error_duplicate_key)
-      rc = ttq__fail(d, TTQ_EFORMAT, "%s: duplicate tensor name in header: %s", path, jerr.text);
+      rc = ttq__fail(d, TTQ_EFORMAT, "%s: duplicate key in header (tensor names and fields must "
+                     "be unique): %s", path, jerr.text);
     else
       rc = ttq__fail(d, TTQ_EFORMAT, "%s: bad JSON header at byte %d: %s", path, jerr.position,
                      jerr.text);
@@ -360,7 +365,8 @@ static int st_build_header(const char *path, const ttq_tensor *ts, int n,
       goto fail;
     }
     int bad = json_object_set_new(e, "dtype", json_string(ttq_dtype_name(t->dtype)));
-    for (int k = 0; k < t->ndim; k++) bad |= json_array_append_new(shape, json_integer(t->shape[k]));
+    for (int k = 0; k < t->ndim; k++)
+      bad |= json_array_append_new(shape, json_integer(t->shape[k]));
     bad |= json_object_set_new(e, "data_offsets", json_pack("[II]", (json_int_t)off,
                                                             (json_int_t)(off + want)));
     if (bad) {
@@ -398,7 +404,8 @@ int ttq_st_write(const char *path, const ttq_tensor *tensors, int n, const char 
            fwrite(spaces, 1, hl - jl, fp) == hl - jl;
   free(js);
   for (int i = 0; ok && i < n; i++)
-    if (tensors[i].nbytes) ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, fp) == tensors[i].nbytes;
+    if (tensors[i].nbytes)
+      ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, fp) == tensors[i].nbytes;
   int e = errno;
   if (fclose(fp) != 0 && ok) {
     ok = 0;

@@ -418,11 +418,13 @@ static int st_malformed_in(const char *dir) {
     ASSERT(put_file(p, h, sizeof h) == 0);
     if (st_expect(__LINE__, p, TTQ_EFORMAT, "header length 1000 past the end", NULL)) return 1;
     /* boundary: the header may end exactly at the end of the file, not one byte later */
-    memcpy(h + 8, "{\"a\":{}}       ", 16);
-    h[0] = 16;
+    memcpy(h + 8, "{\"a\":{}}        ", 16);
+    uint64_t hl = 16;
+    memcpy(h, &hl, 8);
     ASSERT(put_file(p, h, sizeof h) == 0);
     if (st_expect(__LINE__, p, TTQ_EFORMAT, "tensor 'a'", "'dtype' is missing")) return 1;
-    h[0] = 17;
+    hl = 17;
+    memcpy(h, &hl, 8);
     ASSERT(put_file(p, h, sizeof h) == 0);
     if (st_expect(__LINE__, p, TTQ_EFORMAT, "header length 17 past the end of the file (24 bytes)",
                   NULL))
@@ -729,16 +731,25 @@ static int gguf_roundtrip_one(const char *dir, uint32_t align_kv) {
   fill_random(wbf, sizeof wbf, &rng);
   fill_random(w4d, sizeof w4d, &rng);
   fill_random(q8, sizeof q8, &rng);
-  ttq_tensor ts[5] = {
+  /* a tensor larger than the writer's stdio buffer */
+  enum { BIG_R = 1536, BIG_C = 1024 };
+  uint16_t *big = malloc((size_t)BIG_R * BIG_C * 2);
+  ASSERT(big);
+  fill_random(big, (size_t)BIG_R * BIG_C * 2, &rng);
+  static float scalar = -2.5f;
+  enum { NT = 7 };
+  ttq_tensor ts[NT] = {
       {"w.f32", TTQ_F32, 2, {3, 5}, w32, sizeof w32},
       {"w.f16", TTQ_F16, 1, {7}, w16, sizeof w16},
       {"w.bf16", TTQ_BF16, 3, {2, 3, 4}, wbf, sizeof wbf},
       {"w.q8", TTQ_Q8_0, 2, {2, 64}, q8, sizeof q8},
       {"w.4d", TTQ_F16, 4, {2, 1, 3, 2}, w4d, sizeof w4d},
+      {"w.big", TTQ_F16, 2, {BIG_R, BIG_C}, big, (size_t)BIG_R * BIG_C * 2},
+      {"w.scalar", TTQ_F32, 0, {0}, &scalar, 4},
   };
   char *p = join2(dir, "rt.gguf");
   ttq_diag d = {0};
-  ASSERTF(ttq_gguf_write(p, kv, (uint64_t)n, ts, 5, &d) == 0, "%s", d.msg);
+  ASSERTF(ttq_gguf_write(p, kv, (uint64_t)n, ts, NT, &d) == 0, "%s", d.msg);
 
   /* raw header, read independently */
   size_t len;
@@ -749,7 +760,7 @@ static int gguf_roundtrip_one(const char *dir, uint32_t align_kv) {
   memcpy(&ver, raw + 4, 4);
   memcpy(&nt, raw + 8, 8);
   memcpy(&nk, raw + 16, 8);
-  ASSERT(ver == 3 && nt == 5 && nk == (uint64_t)n);
+  ASSERT(ver == 3 && nt == NT && nk == (uint64_t)n);
   uint64_t first_key_len;
   memcpy(&first_key_len, raw + 24, 8);
   ASSERT(first_key_len == 4 && !memcmp(raw + 32, "t.u8", 4));
@@ -758,7 +769,7 @@ static int gguf_roundtrip_one(const char *dir, uint32_t align_kv) {
   ttq_gguf_file g;
   ASSERTF(ttq_gguf_open(p, &g, &d) == 0, "%s", d.msg);
   uint64_t align = align_kv ? align_kv : 32;
-  ASSERT(g.alignment == align && g.n_kv == (uint64_t)n && g.n_tensors == 5);
+  ASSERT(g.alignment == align && g.n_kv == (uint64_t)n && g.n_tensors == NT);
   ASSERT(len % align == 0); /* each tensor, the last included, is padded */
   for (int i = 0; i < n; i++) {
     const ttq_gguf_kv *r = &g.kv[i];
@@ -796,7 +807,7 @@ static int gguf_roundtrip_one(const char *dir, uint32_t align_kv) {
   r = ttq_gguf_find_kv(&g, "t.none");
   ASSERT(r->type == TTQ_GGUF_ARRAY && r->v.arr.type == TTQ_GGUF_STRING && r->v.arr.n == 0);
 
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < NT; i++) {
     const ttq_tensor *t = &g.tensors[i];
     ASSERT(!strcmp(t->name, ts[i].name) && ttq_gguf_find_tensor(&g, ts[i].name) == t);
     ASSERT(t->dtype == ts[i].dtype && t->ndim == ts[i].ndim && t->nbytes == ts[i].nbytes);
@@ -822,6 +833,13 @@ static int gguf_roundtrip_one(const char *dir, uint32_t align_kv) {
   ASSERT(ttq_gguf_write(p, NULL, 0, dup, 2, &d) == TTQ_EINVAL && strstr(d.msg, "duplicate"));
   ttq_gguf_kv dk[2] = {kv[0], kv[0]};
   ASSERT(ttq_gguf_write(p, dk, 2, NULL, 0, &d) == TTQ_EINVAL && strstr(d.msg, "duplicate"));
+  uint8_t bools[2] = {1, 2};
+  badkv = (ttq_gguf_kv){.key = {"b", 1}, .type = TTQ_GGUF_ARRAY};
+  badkv.v.arr.type = TTQ_GGUF_BOOL;
+  badkv.v.arr.n = 2;
+  badkv.v.arr.data = bools;
+  ASSERT(ttq_gguf_write(p, &badkv, 1, NULL, 0, &d) == TTQ_EINVAL);
+  free(big);
   /* empty file: no kvs, no tensors */
   ASSERT(ttq_gguf_write(p, NULL, 0, NULL, 0, &d) == 0);
   ASSERT(ttq_gguf_open(p, &g, &d) == 0 && g.n_kv == 0 && g.n_tensors == 0);

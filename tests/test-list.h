@@ -13,3 +13,6 @@ TEST_ENTRY(util_half_conversions)
 
 /* model, forward, tools */
 #include "list-engine.h"
+
+/* quantizer, packed storage, quantized kernels */
+#include "list-quant.h"

@@ -1,0 +1,78 @@
+/* quant.h -- group-wise asymmetric round-to-nearest quantization of weight matrices with a
+ * per-input-channel scale D (TTQ, AWQ; RTN is D = 1), the packed storage of the result, and the
+ * matrix-vector / matrix-matrix products on it.
+ *
+ * Quantizer (docs/TTQ.md), for a matrix W (rows x cols) and a scale D (cols, or NULL for 1):
+ *   W~ = W diag(D). For each row r and each group of `group` consecutive columns:
+ *     lo = min W~, hi = max W~,
+ *     d  = fp16((hi - lo) / (2^bits - 1)); when hi == lo: d = fp16(|lo| / (2^bits - 1)), or 1
+ *          when lo == 0 too (a constant group is then reproduced exactly up to fp16 rounding);
+ *     zero = round(-lo / d)                     (round half away from zero, as C roundf),
+ *     q = clamp(round(w~ / d) + zero, 0, 2^bits - 1),
+ *     m  = fp16(-zero * d).
+ *   Here d is used at its fp16-rounded value in every later step. Dequantized: w~' = q d + m.
+ *   The product uses y = W~' (x / D): the caller scales x by 1/D once per shared input.
+ *
+ * Why fp16 scales and offsets: decode streams every byte of the matrix once per token, so the
+ * per-group overhead is bandwidth; fp16 `d` and `m` cost 4 bytes per group (0.125 bit per
+ * weight at group 32) against 8 for fp32, and their relative rounding error (2^-11) is far below
+ * the quantization step (2^-bits).
+ *
+ * Packed codes, row-major; each row is cols/32 blocks of 32 codes; a block takes 4*bits bytes:
+ *   bits 8: byte j = code j.
+ *   bits 4: byte j (0..15) = code j | code (j+16) << 4.
+ *   bits 2: byte j (0..7)  = code j | code (j+8) << 2 | code (j+16) << 4 | code (j+24) << 6.
+ *   bits 3: the 2-bit layout of (code & 3) in 8 bytes, then a 32-bit little-endian word whose
+ *           bit j is bit 2 of code j (4 bytes): 12 bytes.
+ *   bits 5: the 4-bit layout of (code & 15) in 16 bytes, then a 32-bit little-endian word whose
+ *           bit j is bit 4 of code j: 20 bytes.
+ * Scales `d` and offsets `m`: fp16, [rows][cols/group] each.
+ *
+ * Requirements (checked, TTQ_EINVAL with the reason): bits in {2,3,4,5,8}; 8 <= group <= 1024;
+ * group divides cols; cols is a multiple of 32.
+ */
+#ifndef TTQ_QUANT_H
+#define TTQ_QUANT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kernels.h"
+#include "ttq.h"
+
+typedef struct ttq_qmatrix {
+  int64_t rows, cols;
+  int bits, group;
+  uint8_t *codes; /* owned: rows * cols * bits / 8 bytes */
+  uint16_t *d;    /* owned: rows * (cols / group) fp16 */
+  uint16_t *m;    /* owned: rows * (cols / group) fp16 */
+} ttq_qmatrix;
+
+/* Checks bits/group/cols; 0 or TTQ_EINVAL with a message naming the setting and the value. */
+int ttq_quant_check(int64_t cols, int bits, int group, ttq_diag *d);
+
+/* Allocates storage for a rows x cols matrix. Free with ttq_qmatrix_free. */
+int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int group, ttq_diag *d);
+void ttq_qmatrix_free(ttq_qmatrix *q);
+/* Bytes of codes + scales + offsets. */
+size_t ttq_qmatrix_bytes(const ttq_qmatrix *q);
+
+/* Quantizes rows [r0, r1) of W (dtype wt, row-major rows x cols, row stride = cols elements)
+ * with scale D (cols floats, or NULL for D = 1) into q (allocated with the same shape).
+ * Can't fail. Thread-safe for disjoint row ranges. */
+void ttq_quantize_rows(ttq_qmatrix *q, ttq_dtype wt, const void *W, const float *D, int64_t r0,
+                       int64_t r1);
+/* Same, from an f32 matrix (e.g. a low-rank residual). */
+void ttq_quantize_rows_f32(ttq_qmatrix *q, const float *W, const float *D, int64_t r0, int64_t r1);
+
+/* Unpacks row r to floats w~' (cols values). */
+void ttq_qmatrix_dequant_row(const ttq_qmatrix *q, int64_t r, float *out);
+
+/* y[r] = sum_c w~'[r][c] x[c] for rows [r0, r1) (x already scaled by 1/D). */
+void ttq_qmatvec(const ttq_kernels *k, const ttq_qmatrix *q, const float *x, float *y, int64_t r0,
+                 int64_t r1);
+/* Y[t][r] = sum_c w~'[r][c] X[t][c] for t < n and rows [r0, r1); X row stride = cols, Y row
+ * stride = ldy. */
+void ttq_qmatmul(const ttq_kernels *k, const ttq_qmatrix *q, const float *X, int n, float *Y,
+                 int64_t ldy, int64_t r0, int64_t r1);
+
+#endif
