@@ -60,7 +60,8 @@ void ttq_gguf_close(ttq_gguf_file *f);
 
 const ttq_gguf_kv *ttq_gguf_find_kv(const ttq_gguf_file *f, const char *key);
 const ttq_tensor *ttq_gguf_find_tensor(const ttq_gguf_file *f, const char *name);
-/* Typed getters: 0, TTQ_ENOTFOUND, or TTQ_EFORMAT when the key has another type
+/* Typed getters: 0, TTQ_ENOTFOUND, TTQ_EFORMAT when the key has another type, or TTQ_ERANGE
+ * when an unsigned 64-bit value does not fit int64
  * (any integer type converts to int64 when it fits; float32/64 convert to double). */
 int ttq_gguf_get_i64(const ttq_gguf_file *f, const char *key, int64_t *out);
 int ttq_gguf_get_f64(const ttq_gguf_file *f, const char *key, double *out);
