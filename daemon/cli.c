@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <string.h>
 #include <unistd.h>
 
 int ttqd_parse_int(const char *cmd, const char *flag, const char *val, long lo, long hi, long *out) {
@@ -103,4 +104,52 @@ char *ttqd_read_stdin(size_t *len) {
   buf[n] = 0;
   if (len) *len = n;
   return buf;
+}
+
+ttq_engine_opts ttqd_engine_defaults(void) {
+  ttq_engine_opts o;
+  memset(&o, 0, sizeof o);
+  o.q = ttq_qcfg_default();
+  o.q.method = TTQ_METHOD_FP;
+  return o;
+}
+
+int ttqd_quant_opt(const char *cmd, int c, const char *arg, ttq_engine_opts *o) {
+  long v;
+  double f;
+  switch (c) {
+  case TTQD_OPT_QUANT:
+    if (ttq_method_parse(arg, &o->q.method)) {
+      fprintf(stderr, "ttqd %s: --quant: '%s' is not one of fp, rtn, awq, ttq\n", cmd, arg);
+      return -1;
+    }
+    return 1;
+  case TTQD_OPT_BITS:
+    if (ttqd_parse_int(cmd, "--bits", arg, 2, 8, &v)) return -1;
+    if (v == 6 || v == 7) {
+      fprintf(stderr, "ttqd %s: --bits: %ld is not one of 2, 3, 4, 5, 8\n", cmd, v);
+      return -1;
+    }
+    o->q.bits = (int)v;
+    return 1;
+  case TTQD_OPT_GROUP:
+    if (ttqd_parse_int(cmd, "--group", arg, 8, 1024, &v)) return -1;
+    o->q.group = (int)v;
+    return 1;
+  case TTQD_OPT_RANK:
+    if (ttqd_parse_int(cmd, "--rank", arg, 0, 4096, &v)) return -1;
+    o->q.rank = (int)v;
+    return 1;
+  case TTQD_OPT_ALPHA:
+    if (ttqd_parse_float(cmd, "--alpha", arg, 0, 4, &f)) return -1;
+    o->q.alpha = (float)f;
+    return 1;
+  case TTQD_OPT_LAMBDA:
+    if (ttqd_parse_float(cmd, "--lambda", arg, 0, 1e6, &f)) return -1;
+    o->q.lambda = (float)f;
+    return 1;
+  case TTQD_OPT_SUM: o->q.mean = false; return 1;
+  case TTQD_OPT_CALIB: o->calib_path = arg; return 1;
+  default: return 0;
+  }
 }

@@ -6,8 +6,36 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <getopt.h>
+
+#include "engine.h"
 #include "forward.h"
 #include "model.h"
+
+/* Quantization flags shared by run, perplexity, bench and inspect. */
+enum { TTQD_OPT_QUANT = 256, TTQD_OPT_BITS, TTQD_OPT_GROUP, TTQD_OPT_RANK, TTQD_OPT_ALPHA,
+       TTQD_OPT_LAMBDA, TTQD_OPT_SUM, TTQD_OPT_CALIB };
+#define TTQD_QUANT_OPTIONS                                                                     \
+  {"quant", required_argument, 0, TTQD_OPT_QUANT}, {"bits", required_argument, 0, TTQD_OPT_BITS}, \
+  {"group", required_argument, 0, TTQD_OPT_GROUP}, {"rank", required_argument, 0, TTQD_OPT_RANK}, \
+  {"alpha", required_argument, 0, TTQD_OPT_ALPHA},                                             \
+  {"lambda", required_argument, 0, TTQD_OPT_LAMBDA}, {"sum", no_argument, 0, TTQD_OPT_SUM},      \
+  {"calib", required_argument, 0, TTQD_OPT_CALIB}
+#define TTQD_QUANT_USAGE                                                                        \
+  "  --quant M        fp | rtn | awq | ttq (default fp)\n"                                     \
+  "  --bits B         2, 3, 4, 5 or 8 (default 4)\n"                                           \
+  "  --group G        quantization group, 8..1024, divides every input width (default 32)\n"   \
+  "  --rank R         TTQ(r) low-rank term, 0 = off (default 0)\n"                            \
+  "  --alpha A        D = (mean x^2 + lambda)^alpha (default 0.5)\n"                          \
+  "  --lambda L       (default 0.4)\n"                                                         \
+  "  --sum            use the sum of squares instead of the mean\n"                           \
+  "  --calib FILE     AWQ calibration file from ttqd calibrate (for --quant awq)\n"
+
+/* Handles one quantization option code; returns 1 when handled, 0 when not a quant option,
+ * -1 on a bad value (message printed). */
+int ttqd_quant_opt(const char *cmd, int c, const char *arg, ttq_engine_opts *o);
+/* Default engine options (fp; the quantization defaults of ttq_qcfg_default otherwise). */
+ttq_engine_opts ttqd_engine_defaults(void);
 
 #define TTQD_EXIT_FAIL 1
 #define TTQD_EXIT_USAGE 2
@@ -35,5 +63,6 @@ int ttqd_cmd_tokenize(int argc, char **argv);
 int ttqd_cmd_inspect(int argc, char **argv);
 int ttqd_cmd_synth(int argc, char **argv);
 int ttqd_cmd_bench(int argc, char **argv);
+int ttqd_cmd_calibrate(int argc, char **argv);
 
 #endif

@@ -20,33 +20,41 @@ static const char bench_usage[] =
     "  --bandwidth      also measure the machine's read bandwidth and report decode as a\n"
     "                   share of the roofline (bandwidth / bytes read per token)\n"
     "  --json           one object with prefill_tok_s, decode_tok_s, ttft_ms,\n"
-    "                   weight_bytes_per_token, ...\n";
+    "                   weight_bytes_per_token, stats_ms, quant_ms, quant_bytes, ...\n"
+    TTQD_QUANT_USAGE;
 
 /* Streaming read bandwidth of this machine with `threads` threads, in GB/s: the decode
  * roofline is this divided by the bytes read per token. Best of 5 passes over 1 GiB. */
-static double read_bandwidth(int threads) {
-  const size_t n = (size_t)1 << 27; /* doubles: 1 GiB */
-  double *a = malloc(n * sizeof *a), best = 0;
+static double read_bandwidth(const ttq_kernels *k, int threads) {
+  const size_t n = (size_t)1 << 30;
+  uint8_t *a = malloc(n);
+  double best = 0;
   if (!a) return 0;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (size_t i = 0; i < n; i++) a[i] = (double)(i & 7);
+  memset(a, 1, n);
+  uint64_t sink = 0;
   for (int rep = 0; rep < 5; rep++) {
-    double t0 = ttqd_now_ms(), sum = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : sum)
-    for (size_t i = 0; i < n; i += 8)
-      sum += a[i] + a[i + 1] + a[i + 2] + a[i + 3] + a[i + 4] + a[i + 5] + a[i + 6] + a[i + 7];
-    double gbs = n * sizeof *a / ((ttqd_now_ms() - t0) / 1e3) / 1e9;
-    if (sum < 0) gbs = 0; /* keeps the sum live */
+    double t0 = ttqd_now_ms();
+#pragma omp parallel num_threads(threads) reduction(^ : sink)
+    {
+      int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      size_t per = n / (size_t)nt / 4096 * 4096;
+      sink ^= k->stream(a + per * (size_t)id, id == nt - 1 ? n - per * (size_t)id : per);
+    }
+    double gbs = n / ((ttqd_now_ms() - t0) / 1e3) / 1e9;
     if (gbs > best) best = gbs;
   }
   free(a);
-  return best;
+  return sink == 12345 ? best * 1.0000001 : best; /* uses sink */
 }
 
-/* Bytes of weights every decoded token reads: all layer matrices and norms, the final norm and
- * the output head; of the embedding table only one row. */
-static size_t bytes_per_token(const ttq_model *m) {
-  size_t b = ttq_model_weight_bytes(m);
+/* Bytes of weights every decoded token reads: the linear layers as the request stores them
+ * (quantized or not), the norms, the output head; of the embedding table only one row. */
+static size_t bytes_per_token(const ttq_engine *e) {
+  const ttq_model *m = e->m;
+  size_t b = ttq_model_weight_bytes(m), lin = 0;
+  for (int l = 0; l < m->cfg.n_layers; l++)
+    for (int p = 0; p < TTQ_N_PROJ; p++) lin += ttq_proj_weight(m, l, p)->nbytes;
+  b = b - lin + ttq_engine_linear_bytes(e);
   if (!m->cfg.tied_head) b -= m->embed.nbytes;
   return b + m->embed.nbytes / (size_t)m->cfg.vocab;
 }
@@ -63,7 +71,9 @@ int ttqd_cmd_bench(int argc, char **argv) {
                                        {"repeat", required_argument, 0, 'r'},
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
+                                       TTQD_QUANT_OPTIONS,
                                        {0, 0, 0, 0}};
+  ttq_engine_opts eo = ttqd_engine_defaults();
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "m:p:g:T:r:jBh", opts, NULL)) != -1) {
@@ -76,7 +86,12 @@ int ttqd_cmd_bench(int argc, char **argv) {
     case 'j': json = true; break;
     case 'B': bandwidth = true; break;
     case 'h': fputs(bench_usage, stdout); return 0;
-    default: fputs(bench_usage, stderr); return TTQD_EXIT_USAGE;
+    default: {
+      int r = ttqd_quant_opt("bench", c, optarg, &eo);
+      if (r == 1) break;
+      if (r == 0) fputs(bench_usage, stderr);
+      return TTQD_EXIT_USAGE;
+    }
     }
   }
   ttq_model *m = ttqd_load_model("bench", model_path);
@@ -87,9 +102,11 @@ int ttqd_cmd_bench(int argc, char **argv) {
     ttq_model_free(m);
     return TTQD_EXIT_USAGE;
   }
-  ttq_state st;
+  ttq_engine eng;
   ttq_diag d = {0};
-  if (ttq_state_init(&st, m, (int)(n_prompt + n_gen), (int)threads, NULL, &d)) {
+  eo.max_ctx = (int)(n_prompt + n_gen);
+  eo.threads = (int)threads;
+  if (ttq_engine_init(&eng, m, &eo, &d)) {
     fprintf(stderr, "ttqd bench: %s\n", d.msg);
     ttq_model_free(m);
     return TTQD_EXIT_FAIL;
@@ -103,45 +120,54 @@ int ttqd_cmd_bench(int argc, char **argv) {
     ids[i] = lo + (int32_t)((s >> 33) % (uint64_t)(m->cfg.vocab - lo));
   }
   if (m->cfg.add_bos) ids[0] = m->cfg.bos_id;
-  double best_prefill = 1e30, best_decode = 1e30, best_ttft = 1e30;
+  double best_prefill = 1e30, best_decode = 1e30, best_ttft = 1e30, best_quant = 1e30,
+         best_stats = 1e30;
   int rc = 0;
   for (long r = 0; r < repeat && !rc; r++) {
-    ttq_state_reset(&st);
     double t0 = ttqd_now_ms();
-    rc = ttq_forward(&st, ids, (int)n_prompt, logits, false, &d);
+    rc = ttq_engine_prefill(&eng, ids, (int)n_prompt, logits, &d);
     int32_t next = ttq_argmax(logits, m->cfg.vocab);
     double t1 = ttqd_now_ms();
     for (long i = 0; i < n_gen && !rc; i++) {
-      rc = ttq_forward(&st, &next, 1, logits, false, &d);
+      rc = ttq_engine_decode(&eng, next, logits, &d);
       next = ttq_argmax(logits, m->cfg.vocab);
     }
     double t2 = ttqd_now_ms();
-    if (t1 - t0 < best_prefill) best_prefill = t1 - t0, best_ttft = t1 - t0;
+    if (eng.last.prefill_ms < best_prefill) best_prefill = eng.last.prefill_ms;
+    if (t1 - t0 < best_ttft) best_ttft = t1 - t0;
+    if (eng.last.stats_ms < best_stats) best_stats = eng.last.stats_ms;
+    if (eng.last.quant_ms < best_quant) best_quant = eng.last.quant_ms;
     if (t2 - t1 < best_decode) best_decode = t2 - t1;
   }
   if (rc) {
     fprintf(stderr, "ttqd bench: %s\n", d.msg);
   } else {
     double pf = n_prompt / (best_prefill / 1e3), dc = n_gen / (best_decode / 1e3);
-    size_t bpt = bytes_per_token(m);
+    size_t bpt = bytes_per_token(&eng);
+    char qs[128];
+    ttq_qcfg_str(&eo.q, qs, sizeof qs);
     /* KV cache read per decoded token, at the middle of the decode */
     size_t kv = (size_t)2 * m->cfg.n_layers * m->cfg.n_kv_heads * m->cfg.head_dim * 4 *
                 (size_t)(n_prompt + n_gen / 2);
-    double bw = bandwidth ? read_bandwidth(st.threads) : 0;
+    double bw = bandwidth ? read_bandwidth(eng.st.kern, eng.st.threads) : 0;
     double roof = bw > 0 ? bw * 1e9 / (double)(bpt + kv) : 0;
     if (json) {
-      printf("{\"model\":\"%s\",\"params\":%lld,\"threads\":%d,\"kernels\":\"%s\",\"quant\":\"fp\","
+      printf("{\"model\":\"%s\",\"params\":%lld,\"threads\":%d,\"kernels\":\"%s\",\"quant\":\"%s\","
              "\"prompt_tokens\":%ld,\"gen_tokens\":%ld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
              "\"ttft_ms\":%.2f,\"weight_bytes_per_token\":%zu,\"kv_bytes_per_token\":%zu,"
              "\"decode_gb_s\":%.2f,\"read_bandwidth_gb_s\":%.2f,\"roofline_tok_s\":%.2f,"
-             "\"roofline_share\":%.3f}\n",
-             m->path, (long long)ttq_model_n_params(m), st.threads, st.kern->name, n_prompt, n_gen,
-             pf, dc, best_ttft, bpt, kv, (bpt + kv) * dc / 1e9, bw, roof, roof > 0 ? dc / roof : 0);
+             "\"roofline_share\":%.3f,\"stats_ms\":%.3f,\"quant_ms\":%.2f,\"quant_bytes\":%zu}\n",
+             m->path, (long long)ttq_model_n_params(m), eng.st.threads, eng.st.kern->name, qs,
+             n_prompt, n_gen, pf, dc, best_ttft, bpt, kv, (bpt + kv) * dc / 1e9, bw, roof,
+             roof > 0 ? dc / roof : 0, best_stats, best_quant,
+             eng.has_qm ? ttq_qmodel_bytes(&eng.qm) : (size_t)0);
     } else {
-      printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels\n", m->path,
-             ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype), st.threads,
-             st.kern->name);
-      printf("prefill %ld tokens: %.1f ms, %.1f tok/s\n", n_prompt, best_prefill, pf);
+      printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels, %s\n", m->path,
+             ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype), eng.st.threads,
+             eng.st.kern->name, qs);
+      printf("prefill %ld tokens: %.1f ms, %.1f tok/s (statistics %.2f ms); quantization %.1f ms; "
+             "time to first token %.1f ms\n", n_prompt, best_prefill, pf, best_stats, best_quant,
+             best_ttft);
       printf("decode  %ld tokens: %.1f ms, %.1f tok/s, %.2f GB/s of weights and KV cache\n", n_gen,
              best_decode, dc, (bpt + kv) * dc / 1e9);
       if (bw > 0)
@@ -151,7 +177,7 @@ int ttqd_cmd_bench(int argc, char **argv) {
   }
   free(ids);
   free(logits);
-  ttq_state_free(&st);
+  ttq_engine_free(&eng);
   ttq_model_free(m);
   return rc ? TTQD_EXIT_FAIL : 0;
 }

@@ -4,10 +4,26 @@
 #include <string.h>
 
 #include "cli.h"
+#include "qmodel.h"
 
-static const char inspect_usage[] = "usage: ttqd inspect --model PATH [--tensors] [--json]\n"
-                                    "  --tensors  list every weight tensor\n"
-                                    "  --json     one JSON object\n";
+static const char inspect_usage[] =
+    "usage: ttqd inspect --model PATH [--tensors] [--json] [--quant M --bits B --group G ...]\n"
+    "  --tensors  list every weight tensor\n"
+    "  --json     one JSON object\n"
+    "  with --quant: the memory footprint of the quantized linear layers\n" TTQD_QUANT_USAGE;
+
+/* Bytes of the quantized linear layers (codes + fp16 scales and offsets [+ low-rank]). */
+static size_t quant_bytes(const ttq_model *m, const ttq_qcfg *q) {
+  size_t b = 0;
+  for (int l = 0; l < m->cfg.n_layers; l++)
+    for (int p = 0; p < TTQ_N_PROJ; p++) {
+      const ttq_tensor *t = ttq_proj_weight(m, l, p);
+      size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
+      b += rows * cols * (size_t)q->bits / 8 + rows * (cols / (size_t)q->group) * 4;
+      b += (size_t)q->rank * (rows + cols) * 4;
+    }
+  return b;
+}
 
 static void shape_str(const ttq_tensor *t, char *buf, size_t cap) {
   size_t k = (size_t)snprintf(buf, cap, "[");
@@ -31,7 +47,9 @@ int ttqd_cmd_inspect(int argc, char **argv) {
                                        {"tensors", no_argument, 0, 't'},
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
+                                       TTQD_QUANT_OPTIONS,
                                        {0, 0, 0, 0}};
+  ttq_engine_opts eo = ttqd_engine_defaults();
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "m:tjh", opts, NULL)) != -1) {
@@ -40,7 +58,12 @@ int ttqd_cmd_inspect(int argc, char **argv) {
     case 't': tensors = true; break;
     case 'j': json = true; break;
     case 'h': fputs(inspect_usage, stdout); return 0;
-    default: fputs(inspect_usage, stderr); return TTQD_EXIT_USAGE;
+    default: {
+      int r = ttqd_quant_opt("inspect", c, optarg, &eo);
+      if (r == 1) break;
+      if (r == 0) fputs(inspect_usage, stderr);
+      return TTQD_EXIT_USAGE;
+    }
     }
   }
   ttq_model *m = ttqd_load_model("inspect", model_path);
@@ -49,16 +72,30 @@ int ttqd_cmd_inspect(int argc, char **argv) {
   int64_t params = ttq_model_n_params(m);
   size_t bytes = ttq_model_weight_bytes(m);
   const ttq_layer *L = &m->layers[0];
+  ttq_diag d = {0};
+  if (ttq_qcfg_check(&eo.q, c_, &d)) {
+    fprintf(stderr, "ttqd inspect: %s\n", d.msg);
+    ttq_model_free(m);
+    return TTQD_EXIT_USAGE;
+  }
+  size_t lin = 0;
+  for (int l = 0; l < c_->n_layers; l++)
+    for (int p = 0; p < TTQ_N_PROJ; p++) lin += ttq_proj_weight(m, l, p)->nbytes;
+  size_t qb = eo.q.method == TTQ_METHOD_FP ? lin : quant_bytes(m, &eo.q);
+  char qs[128];
+  ttq_qcfg_str(&eo.q, qs, sizeof qs);
   if (json) {
     printf("{\"model\":\"%s\",\"format\":\"%s\",\"architecture\":\"%s\",\"dim\":%d,\"layers\":%d,"
            "\"heads\":%d,\"kv_heads\":%d,\"head_dim\":%d,\"ffn\":%d,\"vocab\":%d,\"context\":%d,"
            "\"rope_theta\":%g,\"norm_eps\":%g,\"tied_head\":%s,\"qk_norm\":%s,\"bos\":%d,"
-           "\"add_bos\":%s,\"params\":%lld,\"weight_bytes\":%zu,\"weight_dtype\":\"%s\"}\n",
+           "\"add_bos\":%s,\"params\":%lld,\"weight_bytes\":%zu,\"weight_dtype\":\"%s\","
+           "\"quant\":\"%s\",\"linear_bytes\":%zu,\"quant_linear_bytes\":%zu,"
+           "\"quant_total_bytes\":%zu}\n",
            m->path, m->format, ttq_arch_name(c_->arch), c_->dim, c_->n_layers, c_->n_heads,
            c_->n_kv_heads, c_->head_dim, c_->ffn_dim, c_->vocab, c_->max_pos, c_->rope_theta,
            c_->norm_eps, c_->tied_head ? "true" : "false", c_->qk_norm ? "true" : "false",
            c_->bos_id, c_->add_bos ? "true" : "false", (long long)params, bytes,
-           ttq_dtype_name(L->wq.dtype));
+           ttq_dtype_name(L->wq.dtype), qs, lin, qb, bytes - lin + qb);
   } else {
     printf("model         %s (%s)\n", m->path, m->format);
     printf("architecture  %s%s\n", ttq_arch_name(c_->arch),
@@ -78,6 +115,15 @@ int ttqd_cmd_inspect(int argc, char **argv) {
     printf("parameters    %lld (%.2fM)\nweight bytes  %zu (%.2f MiB)\n", (long long)params,
            params / 1e6, bytes, bytes / 1048576.0);
     printf("chat template %s\n", m->chat_template ? "yes" : "no");
+    if (eo.q.method != TTQ_METHOD_FP) {
+      int64_t lin_params = 0;
+      for (int l = 0; l < c_->n_layers; l++)
+        for (int p = 0; p < TTQ_N_PROJ; p++) lin_params += ttq_tensor_numel(ttq_proj_weight(m, l, p));
+      printf("quantized     %s: linear layers %zu -> %zu bytes (%.3f bits per weight), "
+             "model %.2f MiB (embedding, norms and head stay %s)\n",
+             qs, lin, qb, 8.0 * qb / lin_params, (bytes - lin + qb) / 1048576.0,
+             ttq_dtype_name(m->embed.dtype));
+    }
     if (tensors) ttq_model_each_tensor(m, print_tensor, NULL);
   }
   ttq_model_free(m);

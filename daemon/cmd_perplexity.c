@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "engine.h"
 #include "eval.h"
 #include "util.h"
 
@@ -16,7 +17,8 @@ static const char ppl_usage[] =
     "  FILE        documents separated by a line holding only <|doc|>\n"
     "  --max-docs  first N documents of each file (default 40)\n"
     "  --ctx       truncate each document to N tokens (default 1024)\n"
-    "  --json      one object per file: {\"file\", \"ppl\", \"tokens\", \"docs\"}\n";
+    "  --json      one object per file: {\"file\", \"ppl\", \"tokens\", \"docs\", ...}\n"
+    "  --threads N threads (default: all cores)\n" TTQD_QUANT_USAGE;
 
 static void json_str(FILE *f, const char *s) {
   fputc('"', f);
@@ -39,7 +41,9 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
                                        {"threads", required_argument, 0, 'T'},
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
+                                       TTQD_QUANT_OPTIONS,
                                        {0, 0, 0, 0}};
+  ttq_engine_opts eo = ttqd_engine_defaults();
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "m:D:c:T:jh", opts, NULL)) != -1) {
@@ -50,7 +54,12 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
     case 'T': if (ttqd_parse_int("perplexity", "--threads", optarg, 1, 1024, &threads)) return TTQD_EXIT_USAGE; break;
     case 'j': json = true; break;
     case 'h': fputs(ppl_usage, stdout); return 0;
-    default: fputs(ppl_usage, stderr); return TTQD_EXIT_USAGE;
+    default: {
+      int r = ttqd_quant_opt("perplexity", c, optarg, &eo);
+      if (r == 1) break;
+      if (r == 0) fputs(ppl_usage, stderr);
+      return TTQD_EXIT_USAGE;
+    }
     }
   }
   if (optind >= argc) {
@@ -65,9 +74,11 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
     ttq_model_free(m);
     return TTQD_EXIT_USAGE;
   }
-  ttq_state st;
+  ttq_engine eng;
   ttq_diag d = {0};
-  if (ttq_state_init(&st, m, (int)ctx, (int)threads, NULL, &d)) {
+  eo.max_ctx = (int)ctx;
+  eo.threads = (int)threads;
+  if (ttq_engine_init(&eng, m, &eo, &d)) {
     fprintf(stderr, "ttqd perplexity: %s\n", d.msg);
     ttq_model_free(m);
     return TTQD_EXIT_FAIL;
@@ -91,20 +102,20 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
       break;
     }
     if (n_docs > max_docs) n_docs = (int)max_docs;
-    double nll = 0, t0 = ttqd_now_ms();
+    double nll = 0, t0 = ttqd_now_ms(), quant_ms = 0;
     int64_t count = 0;
     int used = 0;
     for (int i = 0; i < n_docs; i++) {
       int32_t *ids = NULL;
       int n = 0;
       if (ttq_doc_tokens(m, docs[i], (int)ctx, &ids, &n, &d) ||
-          (n >= TTQ_PPL_MIN_TOKENS && ttq_score_tokens(&st, ids, n, &nll, &count, &d))) {
+          (n >= TTQ_PPL_MIN_TOKENS && ttq_engine_score(&eng, ids, n, &nll, &count, &d))) {
         fprintf(stderr, "ttqd perplexity: %s: document %d: %s\n", argv[f], i, d.msg);
         free(ids);
         rc = TTQD_EXIT_FAIL;
         break;
       }
-      if (n >= TTQ_PPL_MIN_TOKENS) used++;
+      if (n >= TTQ_PPL_MIN_TOKENS) used++, quant_ms += eng.last.quant_ms;
       free(ids);
       if (tty) {
         int w = 30, k = (i + 1) * w / n_docs;
@@ -119,8 +130,12 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
       if (json) {
         printf("{\"file\":");
         json_str(stdout, argv[f]);
-        printf(",\"ppl\":%.6f,\"tokens\":%lld,\"docs\":%d,\"seconds\":%.3f}\n", ppl,
-               (long long)count, used, (ttqd_now_ms() - t0) / 1e3);
+        char qs[128];
+        ttq_qcfg_str(&eo.q, qs, sizeof qs);
+        printf(",\"ppl\":%.6f,\"tokens\":%lld,\"docs\":%d,\"quant\":\"%s\",\"seconds\":%.3f,"
+               "\"quant_ms_per_doc\":%.2f}\n",
+               ppl, (long long)count, used, qs, (ttqd_now_ms() - t0) / 1e3,
+               eo.q.method == TTQ_METHOD_TTQ && used ? quant_ms / used : eng.last.quant_ms);
       } else {
         printf("%-40s %10.4f %10lld %6d\n", argv[f], ppl, (long long)count, used);
       }
@@ -129,7 +144,7 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
     free(docs);
     free(text);
   }
-  ttq_state_free(&st);
+  ttq_engine_free(&eng);
   ttq_model_free(m);
   return rc;
 }

@@ -19,7 +19,7 @@ static const char run_usage[] =
     "  --seed S         sampler seed (default 0)\n"
     "  --stop STR       stop before STR (repeatable, up to 8)\n"
     "  --threads N      threads (default: all cores)\n"
-    "  --quiet          no figures on stderr\n"
+    "  --quiet          no figures on stderr\n" TTQD_QUANT_USAGE
     "PROMPT '-' reads the prompt from stdin.\n";
 
 #define MAX_STOPS 8
@@ -68,7 +68,9 @@ int ttqd_cmd_run(int argc, char **argv) {
       {"top-k", required_argument, 0, 'k'},       {"top-p", required_argument, 0, 'p'},
       {"seed", required_argument, 0, 's'},        {"stop", required_argument, 0, 'S'},
       {"threads", required_argument, 0, 'T'},     {"quiet", no_argument, 0, 'q'},
-      {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+      {"help", no_argument, 0, 'h'},              TTQD_QUANT_OPTIONS,
+      {0, 0, 0, 0}};
+  ttq_engine_opts eo = ttqd_engine_defaults();
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "m:n:t:k:p:s:S:T:qh", opts, NULL)) != -1) {
@@ -89,7 +91,12 @@ int ttqd_cmd_run(int argc, char **argv) {
     case 'T': if (ttqd_parse_int("run", "--threads", optarg, 1, 1024, &threads)) return TTQD_EXIT_USAGE; break;
     case 'q': quiet = true; break;
     case 'h': fputs(run_usage, stdout); return 0;
-    default: fputs(run_usage, stderr); return TTQD_EXIT_USAGE;
+    default: {
+      int r = ttqd_quant_opt("run", c, optarg, &eo);
+      if (r == 1) break;
+      if (r == 0) fputs(run_usage, stderr);
+      return TTQD_EXIT_USAGE;
+    }
     }
   }
   if (optind != argc - 1) {
@@ -114,7 +121,8 @@ int ttqd_cmd_run(int argc, char **argv) {
   ttq_diag d = {0};
   int32_t *raw = NULL, *ids = NULL;
   size_t n_raw = 0;
-  ttq_state st = {0};
+  ttq_engine eng = {0};
+  bool eng_ok = false;
   ttq_sampler smp = {0};
   float *logits = NULL;
   if (ttq_tokenize(m->tok, prompt, strlen(prompt), true, &raw, &n_raw, &d)) {
@@ -137,18 +145,20 @@ int ttqd_cmd_run(int argc, char **argv) {
   memcpy(ids + bos, raw, n_raw * sizeof *raw);
   if (n_gen > m->cfg.max_pos - n_prompt) n_gen = m->cfg.max_pos - n_prompt;
   ttq_sampler_cfg scfg = {(float)temp, (int)top_k, (float)top_p, seed};
-  if (ttq_sampler_init(&smp, m->cfg.vocab, &scfg, &d) ||
-      ttq_state_init(&st, m, n_prompt + (int)n_gen, (int)threads, NULL, &d)) {
+  eo.max_ctx = n_prompt + (int)n_gen;
+  eo.threads = (int)threads;
+  if (ttq_sampler_init(&smp, m->cfg.vocab, &scfg, &d) || ttq_engine_init(&eng, m, &eo, &d)) {
     fprintf(stderr, "ttqd run: %s\n", d.msg);
     goto out;
   }
+  eng_ok = true;
   logits = malloc((size_t)m->cfg.vocab * sizeof *logits);
   double t0 = ttqd_now_ms();
-  if (ttq_forward(&st, ids, n_prompt, logits, false, &d)) {
+  if (ttq_engine_prefill(&eng, ids, n_prompt, logits, &d)) {
     fprintf(stderr, "ttqd run: %s\n", d.msg);
     goto out;
   }
-  double t_prefill = ttqd_now_ms() - t0, t_first = 0;
+  double t_prefill = eng.last.prefill_ms, t_first = 0;
   ttq_detok dt;
   ttq_detok_init(&dt, m->tok);
   size_t cap = 4096, np = 0;
@@ -176,7 +186,7 @@ int ttqd_cmd_run(int argc, char **argv) {
       }
     }
     if (i + 1 == n_gen) break;
-    if (ttq_forward(&st, &next, 1, logits, false, &d)) {
+    if (ttq_engine_decode(&eng, next, logits, &d)) {
       fprintf(stderr, "ttqd run: %s\n", d.msg);
       free(pend);
       goto out;
@@ -195,13 +205,16 @@ int ttqd_cmd_run(int argc, char **argv) {
   free(pend);
   double t_decode = ttqd_now_ms() - t1;
   if (!quiet) {
+    char qs[128];
+    ttq_qcfg_str(&eo.q, qs, sizeof qs);
     fprintf(stderr,
-            "\n[ttqd run] model %s | prompt %d tokens, prefill %.1f ms (%.1f tok/s) | "
-            "time to first token %.1f ms | generated %d tokens in %.1f ms (%.1f tok/s) | "
-            "finish: %s | threads %d, kernels %s\n",
-            m->path, n_prompt, t_prefill, n_prompt / (t_prefill / 1e3), t_first, generated,
-            t_decode, generated > 1 ? (generated - 1) / (t_decode / 1e3) : 0.0, finish,
-            st.threads, st.kern->name);
+            "\n[ttqd run] model %s | %s | prompt %d tokens, prefill %.1f ms (%.1f tok/s; "
+            "statistics %.2f ms) | quantization %.1f ms | time to first token %.1f ms | "
+            "generated %d tokens in %.1f ms (%.1f tok/s) | finish: %s | threads %d, kernels %s\n",
+            m->path, qs, n_prompt, t_prefill, n_prompt / (t_prefill / 1e3), eng.last.stats_ms,
+            eng.last.quant_ms, t_first, generated, t_decode,
+            generated > 1 ? (generated - 1) / (t_decode / 1e3) : 0.0, finish, eng.st.threads,
+            eng.st.kern->name);
   }
   rc = 0;
 out:
@@ -210,7 +223,7 @@ out:
   free(ids);
   free(stdin_buf);
   ttq_sampler_free(&smp);
-  if (st.m) ttq_state_free(&st);
+  if (eng_ok) ttq_engine_free(&eng);
   ttq_model_free(m);
   return rc;
 }

@@ -20,6 +20,7 @@ static const char usage[] =
     "  inspect     show a model's architecture, shapes, dtypes and sizes\n"
     "  synth       write a random-weight model of any shape (benchmarks)\n"
     "  bench       prefill and decode speed\n"
+    "  calibrate   AWQ calibration file from a corpus (for --quant awq)\n"
     "  version     print the version\n"
     "\n"
     "Run 'ttqd COMMAND --help' for the options of a command.\n";
@@ -44,7 +45,8 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } cmds[] = {{"run", ttqd_cmd_run},         {"perplexity", ttqd_cmd_perplexity},
               {"tokenize", ttqd_cmd_tokenize}, {"inspect", ttqd_cmd_inspect},
-              {"synth", ttqd_cmd_synth},     {"bench", ttqd_cmd_bench}};
+              {"synth", ttqd_cmd_synth},     {"bench", ttqd_cmd_bench},
+              {"calibrate", ttqd_cmd_calibrate}};
   int (*fn)(int, char **) = NULL;
   for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
     if (!strcmp(cmds[i].name, cmd)) fn = cmds[i].fn;

@@ -67,6 +67,9 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   s->hb2 = xalloc(B * c->ffn_dim * 4, &ok);
   s->att = xalloc((size_t)s->threads * s->max_batch * max_ctx * 4, &ok);
   s->normw = xalloc((size_t)c->dim * 4, &ok);
+  size_t widest = (size_t)c->dim > qd ? (size_t)c->dim : qd;
+  if ((size_t)c->ffn_dim > widest) widest = (size_t)c->ffn_dim;
+  s->xs = xalloc(B * widest * 4, &ok);
   s->wbuf = xalloc(wmax * 4, &ok);
   s->wbuf_len = wmax;
   if (!ok) {
@@ -88,7 +91,7 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
 
 void ttq_state_free(ttq_state *s) {
   float *bufs[] = {s->k_cache, s->v_cache, s->rope_cos, s->rope_sin, s->x, s->xb, s->q, s->k,
-                   s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf};
+                   s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf, s->xs, s->lr_tmp};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
   memset(s, 0, sizeof *s);
 }
@@ -139,6 +142,56 @@ static void linear(ttq_state *s, const ttq_tensor *W, const float *X, int n, flo
                   (int)cols, w32, (int)cols, 0.0f, Y + r0, (int)rows);
     }
   }
+}
+
+/* Quantized product Y = Q(W D)(X / D) [+ B (A X)] of projection p of layer l, rows split
+ * over threads. X is the unscaled input, XS the input scaled by 1/D (== X when D = 1). */
+static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS, int n, float *Y) {
+  const ttq_qmatrix *q = &s->qm->layers[l].w[p];
+  const int64_t rows = q->rows;
+#pragma omp parallel num_threads(s->threads)
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int64_t per = (rows + nt - 1) / nt;
+    per = (per + 15) / 16 * 16;
+    int64_t r0 = per * id, r1 = r0 + per < rows ? r0 + per : rows;
+    if (r0 < r1) {
+      if (n == 1) ttq_qmatvec(s->kern, q, XS, Y, r0, r1);
+      else ttq_qmatmul(s->kern, q, XS, n, Y, rows, r0, r1);
+    }
+  }
+  const ttq_lowrank *lr = s->qm->lr;
+  if (lr) {
+    const int r = lr->rank;
+    const float *A = lr->A[l * TTQ_N_PROJ + p], *B = lr->B[l * TTQ_N_PROJ + p];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, (int)q->cols, 1.0f, X, (int)q->cols,
+                A, (int)q->cols, 0.0f, s->lr_tmp, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)rows, r, 1.0f, s->lr_tmp, r, B, r,
+                1.0f, Y, (int)rows);
+  }
+}
+
+/* Everything that happens to a linear layer's input once, before its projections: statistics,
+ * taps, and (quantized) the 1/D scaling. Returns the input the projections multiply. */
+static const float *layer_input(ttq_state *s, int l, int input, const float *X, int n, int width) {
+  if (s->stats) {
+    double t0 = omp_get_wtime();
+    ttq_stats_add(s->stats, l, input, X, n, width);
+    s->stats_ms += (omp_get_wtime() - t0) * 1e3;
+  }
+  if (s->tap) s->tap(s->tap_u, l, input, X, n, width);
+  if (!s->qm) return X;
+  const float *inv = s->qm->layers[l].inv_d[input];
+  if (!inv) return X;
+  for (int t = 0; t < n; t++)
+    for (int i = 0; i < width; i++) s->xs[(size_t)t * width + i] = X[(size_t)t * width + i] * inv[i];
+  return s->xs;
+}
+
+/* One projection: quantized when a quantized model is set, else the checkpoint's weights. */
+static void proj(ttq_state *s, int l, int p, const float *X, const float *XS, int n, float *Y) {
+  if (s->qm) qlinear(s, l, p, X, XS, n, Y);
+  else linear(s, ttq_proj_weight(s->m, l, p), X, n, Y);
 }
 
 /* Rotates pairs of one head vector by the angle table of position p. */
@@ -244,9 +297,10 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     for (int t = 0; t < n; t++)
       rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, &L->attn_norm, dim, c->norm_eps,
               s->kern, wtmp);
-    linear(s, &L->wq, s->xb, n, s->q);
-    linear(s, &L->wk, s->xb, n, s->k);
-    linear(s, &L->wv, s->xb, n, s->v);
+    const float *in = layer_input(s, l, TTQ_IN_ATTN, s->xb, n, dim);
+    proj(s, l, TTQ_P_Q, s->xb, in, n, s->q);
+    proj(s, l, TTQ_P_K, s->xb, in, n, s->k);
+    proj(s, l, TTQ_P_V, s->xb, in, n, s->v);
     if (c->qk_norm) {
       ttq_row_to_f32(s->kern, L->q_norm.dtype, L->q_norm.data, qn, hd);
       ttq_row_to_f32(s->kern, L->k_norm.dtype, L->k_norm.data, kn, hd);
@@ -270,17 +324,20 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
       }
     }
     attention(s, l, n, p0);
-    linear(s, &L->wo, s->att_out, n, s->xb);
+    in = layer_input(s, l, TTQ_IN_O, s->att_out, n, (int)qd);
+    proj(s, l, TTQ_P_O, s->att_out, in, n, s->xb);
     for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
 
     /* MLP block */
     for (int t = 0; t < n; t++)
       rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, &L->ffn_norm, dim, c->norm_eps,
               s->kern, wtmp);
-    linear(s, &L->w_gate, s->xb, n, s->hb);
-    linear(s, &L->w_up, s->xb, n, s->hb2);
+    in = layer_input(s, l, TTQ_IN_MLP, s->xb, n, dim);
+    proj(s, l, TTQ_P_GATE, s->xb, in, n, s->hb);
+    proj(s, l, TTQ_P_UP, s->xb, in, n, s->hb2);
     for (size_t i = 0; i < (size_t)n * c->ffn_dim; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
-    linear(s, &L->w_down, s->hb, n, s->xb);
+    in = layer_input(s, l, TTQ_IN_DOWN, s->hb, n, c->ffn_dim);
+    proj(s, l, TTQ_P_DOWN, s->hb, in, n, s->xb);
     for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
   }
   s->pos += n;
@@ -306,6 +363,13 @@ int ttq_forward(ttq_state *s, const int32_t *tokens, int n, float *logits, bool 
       return ttq__fail(d, TTQ_ERANGE, "token id %d at position %d is outside the vocabulary (%d)",
                        tokens[t], t, c->vocab);
   openblas_set_num_threads(1); /* parallelism is ours (OpenMP), see linear() */
+  if (s->qm && s->qm->lr && s->qm->lr->rank > s->lr_cap) {
+    free(s->lr_tmp);
+    bool ok = true;
+    s->lr_tmp = xalloc((size_t)s->max_batch * s->qm->lr->rank * 4, &ok);
+    if (!ok) return ttq__fail(d, TTQ_ENOMEM, "out of memory for the low-rank term");
+    s->lr_cap = s->qm->lr->rank;
+  }
   for (int done = 0; done < n;) {
     int chunk = n - done < s->max_batch ? n - done : s->max_batch;
     bool last = done + chunk == n;

@@ -9,6 +9,11 @@
 #include <stdbool.h>
 #include "kernels.h"
 #include "model.h"
+#include "qmodel.h"
+#include "stats.h"
+
+/* Called with every linear layer's input (input is a TTQ_IN_* value), n rows of `width`. */
+typedef void (*ttq_tap_fn)(void *u, int layer, int input, const float *X, int n, int width);
 
 typedef struct ttq_state {
   const ttq_model *m;
@@ -28,6 +33,16 @@ typedef struct ttq_state {
   float *wbuf; /* one weight matrix converted to f32 for sgemm */
   size_t wbuf_len;
   int64_t n_gemm_rows; /* threshold: chunks of at least this many tokens use sgemm */
+  float *xs;           /* an input scaled by 1/D, [max_batch][max(dim, q_dim, ffn)] */
+  float *lr_tmp;       /* low-rank intermediate A x, [max_batch][rank] */
+  int lr_cap;          /* rank lr_tmp was sized for */
+
+  /* Per-request settings, set by the caller between calls (NULL = off): */
+  ttq_stats *stats;        /* accumulate activation statistics of every linear input */
+  const ttq_qmodel *qm;    /* use these quantized matrices instead of the checkpoint's */
+  ttq_tap_fn tap;          /* observe every linear input (tests, calibration) */
+  double stats_ms;         /* time spent accumulating statistics (added to) */
+  void *tap_u;
 } ttq_state;
 
 /* Allocates the state for up to max_ctx tokens. threads <= 0 means all cores.

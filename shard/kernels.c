@@ -53,8 +53,19 @@ static void cvt_f16_scalar(const uint16_t *src, float *dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = ttq__f16_to_f32(src[i]);
 }
 
+static uint64_t stream_scalar(const uint8_t *p, size_t n) {
+  uint64_t a[4] = {0}, w[4];
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    memcpy(w, p + i, 32);
+    for (int k = 0; k < 4; k++) a[k] ^= w[k];
+  }
+  for (; i < n; i++) a[0] ^= p[i];
+  return a[0] ^ a[1] ^ a[2] ^ a[3];
+}
+
 static const ttq_kernels k_scalar = {"scalar", dot_f32_scalar, dot_bf16_scalar, dot_f16_scalar,
-                                     cvt_bf16_scalar, cvt_f16_scalar};
+                                     cvt_bf16_scalar, cvt_f16_scalar, stream_scalar};
 
 #ifdef TTQ_X86
 /* ---- AVX2 + FMA + F16C ---- */
@@ -121,8 +132,25 @@ AVX2_TARGET static void cvt_f16_avx2(const uint16_t *src, float *dst, int64_t n)
   for (; i < n; i++) dst[i] = ttq__f16_to_f32(src[i]);
 }
 
+AVX2_TARGET static uint64_t stream_avx2(const uint8_t *p, size_t n) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    a0 = _mm256_xor_si256(a0, _mm256_loadu_si256((const __m256i *)(p + i)));
+    a1 = _mm256_xor_si256(a1, _mm256_loadu_si256((const __m256i *)(p + i + 32)));
+    a2 = _mm256_xor_si256(a2, _mm256_loadu_si256((const __m256i *)(p + i + 64)));
+    a3 = _mm256_xor_si256(a3, _mm256_loadu_si256((const __m256i *)(p + i + 96)));
+  }
+  a0 = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+  uint64_t v[4], r = 0;
+  _mm256_storeu_si256((__m256i *)v, a0);
+  for (int k = 0; k < 4; k++) r ^= v[k];
+  for (; i < n; i++) r ^= p[i];
+  return r;
+}
+
 static const ttq_kernels k_avx2 = {"avx2", dot_f32_avx2, dot_bf16_avx2, dot_f16_avx2,
-                                   cvt_bf16_avx2, cvt_f16_avx2};
+                                   cvt_bf16_avx2, cvt_f16_avx2, stream_avx2};
 
 /* ---- AVX-512 (F + BW) ---- */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -139,43 +167,73 @@ AVX512_TARGET static inline __m512 load_bf16_tail(const uint16_t *p, int64_t r) 
 }
 
 AVX512_TARGET static float dot_f32_avx512(const float *w, const float *x, int64_t n) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+         a3 = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
+  for (; i + 64 <= n; i += 64) {
     a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
     a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
   }
   for (; i < n; i += 16) {
     __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
     a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + i), _mm512_maskz_loadu_ps(m, x + i), a0);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 AVX512_TARGET static float dot_bf16_avx512(const uint16_t *w, const float *x, int64_t n) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+         a3 = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
+  for (; i + 64 <= n; i += 64) {
     a0 = _mm512_fmadd_ps(load_bf16x16(w + i), _mm512_loadu_ps(x + i), a0);
     a1 = _mm512_fmadd_ps(load_bf16x16(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+    a2 = _mm512_fmadd_ps(load_bf16x16(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+    a3 = _mm512_fmadd_ps(load_bf16x16(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
   }
   for (; i < n; i += 16) {
     int64_t r = n - i >= 16 ? 16 : n - i;
     __mmask16 m = r == 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1);
     a0 = _mm512_fmadd_ps(load_bf16_tail(w + i, r), _mm512_maskz_loadu_ps(m, x + i), a0);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 AVX512_TARGET static float dot_f16_avx512(const uint16_t *w, const float *x, int64_t n) {
-  __m512 a0 = _mm512_setzero_ps();
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+         a3 = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i))),
-                         _mm512_loadu_ps(x + i), a0);
-  float s = _mm512_reduce_add_ps(a0);
+#define CVT(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_fmadd_ps(CVT(w + i), _mm512_loadu_ps(x + i), a0);
+    a1 = _mm512_fmadd_ps(CVT(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+    a2 = _mm512_fmadd_ps(CVT(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+    a3 = _mm512_fmadd_ps(CVT(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
+  }
+  for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(CVT(w + i), _mm512_loadu_ps(x + i), a0);
+#undef CVT
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
   for (; i < n; i++) s += ttq__f16_to_f32(w[i]) * x[i];
   return s;
+}
+
+AVX512_TARGET static uint64_t stream_avx512(const uint8_t *p, size_t n) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 256 <= n; i += 256) {
+    a0 = _mm512_xor_si512(a0, _mm512_loadu_si512(p + i));
+    a1 = _mm512_xor_si512(a1, _mm512_loadu_si512(p + i + 64));
+    a2 = _mm512_xor_si512(a2, _mm512_loadu_si512(p + i + 128));
+    a3 = _mm512_xor_si512(a3, _mm512_loadu_si512(p + i + 192));
+  }
+  a0 = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
+  uint64_t v[8], r = 0;
+  _mm512_storeu_si512(v, a0);
+  for (int k = 0; k < 8; k++) r ^= v[k];
+  for (; i < n; i++) r ^= p[i];
+  return r;
 }
 
 AVX512_TARGET static void cvt_bf16_avx512(const uint16_t *src, float *dst, int64_t n) {
@@ -192,7 +250,7 @@ AVX512_TARGET static void cvt_f16_avx512(const uint16_t *src, float *dst, int64_
 }
 
 static const ttq_kernels k_avx512 = {"avx512", dot_f32_avx512, dot_bf16_avx512, dot_f16_avx512,
-                                     cvt_bf16_avx512, cvt_f16_avx512};
+                                     cvt_bf16_avx512, cvt_f16_avx512, stream_avx512};
 #endif
 
 static const ttq_kernels *by_name(const char *isa) {

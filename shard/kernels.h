@@ -17,6 +17,9 @@ typedef struct ttq_kernels {
   float (*dot_f16)(const uint16_t *w, const float *x, int64_t n);
   void (*cvt_bf16)(const uint16_t *src, float *dst, int64_t n);
   void (*cvt_f16)(const uint16_t *src, float *dst, int64_t n);
+  /* Reads n bytes once, as fast as the memory system allows; returns their XOR (a checksum
+   * that keeps the reads live). For measuring the read bandwidth of the decode roofline. */
+  uint64_t (*stream)(const uint8_t *p, size_t n);
 } ttq_kernels;
 
 /* The best variant this CPU runs, or the one named by `isa` ("avx512", "avx2", "scalar") when

@@ -16,3 +16,6 @@ TEST_ENTRY(util_half_conversions)
 
 /* quantizer, packed storage, quantized kernels */
 #include "list-quant.h"
+
+/* statistics, per-prompt quantization, low-rank, AWQ */
+#include "list-ttq.h"

@@ -1,0 +1,61 @@
+/* engine.h -- one model's request flow, shared by every tool and (later) the daemon:
+ *
+ *   generate: full-precision prefill of the prompt collecting activation statistics ->
+ *             quantize every linear layer with this prompt's D (ttq) -> decode on low-bit weights.
+ *   score:    the paper's protocol for perplexity: for ttq, a full-precision pass over the
+ *             document to calibrate, quantize, then the same document teacher-forced on the
+ *             quantized weights; for rtn/awq the weights are quantized once at init; fp scores
+ *             on the checkpoint's weights.
+ *
+ * An engine serves one sequence at a time; it owns its state, statistics and quantized model. */
+#ifndef TTQ_ENGINE_H
+#define TTQ_ENGINE_H
+
+#include "awq.h"
+#include "forward.h"
+#include "lowrank.h"
+#include "qmodel.h"
+
+typedef struct ttq_engine_opts {
+  ttq_qcfg q;
+  const char *calib_path; /* awq calibration file (required for awq) */
+  int max_ctx;
+  int threads;            /* <= 0: all cores */
+  const ttq_kernels *kern; /* NULL: best for this CPU */
+} ttq_engine_opts;
+
+typedef struct ttq_engine_times {
+  double prefill_ms; /* full-precision prefill (includes statistics) */
+  double stats_ms;   /* of which: collecting statistics */
+  double quant_ms;   /* quantizing the model for this request */
+} ttq_engine_times;
+
+typedef struct ttq_engine {
+  const ttq_model *m;
+  ttq_engine_opts o;
+  ttq_state st;
+  ttq_stats stats;
+  ttq_qmodel qm;
+  ttq_lowrank lr;
+  ttq_awq awq;
+  bool has_qm, has_lr, has_awq, has_stats;
+  ttq_engine_times last;
+  double lowrank_ms; /* load or build of the low-rank factors */
+  bool lowrank_cached;
+} ttq_engine;
+
+int ttq_engine_init(ttq_engine *e, const ttq_model *m, const ttq_engine_opts *o, ttq_diag *d);
+void ttq_engine_free(ttq_engine *e);
+
+/* Starts a sequence: prefill `ids` (full precision), quantize for ttq, and leave the engine
+ * ready to decode on the quantized weights. logits: vocab floats of the last prompt token. */
+int ttq_engine_prefill(ttq_engine *e, const int32_t *ids, int n, float *logits, ttq_diag *d);
+/* One decode step on the request's weights. */
+int ttq_engine_decode(ttq_engine *e, int32_t token, float *logits, ttq_diag *d);
+/* Teacher-forced NLL of ids[1..n-1] (adds to nll, count), following the protocol above. */
+int ttq_engine_score(ttq_engine *e, const int32_t *ids, int n, double *nll, int64_t *count,
+                     ttq_diag *d);
+/* Bytes the request's decode reads per token for the linear layers (quantized or not). */
+size_t ttq_engine_linear_bytes(const ttq_engine *e);
+
+#endif

@@ -1,0 +1,600 @@
+/* quant.c -- the TTQ quantizer of quant.h (group-wise asymmetric round-to-nearest of W diag(D)
+ * with fp16 scales and offsets), the packed storage it fills, and row dequantization.
+ * The products on the packed matrix live in qkernels.c.
+ *
+ * Exactness contract: the scalar, AVX2 and AVX-512 quantizers give bit-identical codes, d and m.
+ * Every element goes through the same IEEE float operations in the same order:
+ *   w~ = w * D[c]            (one f32 product; w converted exactly from F16/BF16/Q8_0 first)
+ *   lo, hi = min/max w~      (exact in any order), then lo = lo + 0 so a -0 minimum is +0 and
+ *                            the signs of zero and m do not depend on the reduction order
+ *   d  = fp16((hi - lo) / L), or fp16(|lo| / L) when hi == lo, L = 2^bits - 1 (f32 division,
+ *        fp16 by round-to-nearest-even; the SIMD code uses F16C, which rounds the same way)
+ *   zero = roundf(-lo / d)   (true f32 division; SIMD rounds half away from zero as
+ *                            trunc(v + copysign(0.5 - 2^-25, v)), checked equal to roundf for
+ *                            every finite float)
+ *   q  = min(max(roundf(w~ / d) + zero, 0), L)   (f32 sum: exact whenever the group is not
+ *                            degenerate; NaN becomes 0, so the conversion to int is always defined)
+ *   m  = fp16(-zero * d)
+ * Cases quant.h leaves open, decided here: when the fp16 d is 0 (range below fp16 resolution),
+ * the group is treated as constant (d = fp16(|lo| / L)), and d = 1 when that is 0 too. Groups
+ * whose range overflows fp16, and NaN inputs, give unspecified (but memory-safe) codes.
+ *
+ * Dispatch: the quantizer API takes no ttq_kernels, so it uses ttq_kernels_select(NULL) (the best
+ * variant, or the one TTQ_ISA names); the variants differ only in speed.
+ * Memory: no heap. Thread-safe: rows [r0, r1) touch only their own codes/d/m. */
+#include "quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TTQ_X86 1
+#endif
+
+/* Columns quantized per step: a whole number of groups and of 32-code blocks. */
+#define SPAN_MAX 1024
+
+int ttq_quant_check(int64_t cols, int bits, int group, ttq_diag *d) {
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 8)
+    return ttq__fail(d, TTQ_EINVAL, "quantization bits = %d: must be 2, 3, 4, 5 or 8", bits);
+  if (group < 8 || group > 1024)
+    return ttq__fail(d, TTQ_EINVAL, "quantization group = %d: must be in [8, 1024]", group);
+  if (cols <= 0 || cols % 32 != 0)
+    return ttq__fail(d, TTQ_EINVAL, "matrix cols = %lld: must be a positive multiple of 32",
+                     (long long)cols);
+  if (cols % group != 0)
+    return ttq__fail(d, TTQ_EINVAL, "quantization group = %d does not divide cols = %lld", group,
+                     (long long)cols);
+  return 0;
+}
+
+static void *alloc64(size_t n) {
+  size_t r = (n + 63) / 64 * 64;
+  return aligned_alloc(64, r ? r : 64);
+}
+
+int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int group,
+                      ttq_diag *d) {
+  memset(q, 0, sizeof *q);
+  int rc = ttq_quant_check(cols, bits, group, d);
+  if (rc) return rc;
+  if (rows <= 0) return ttq__fail(d, TTQ_EINVAL, "matrix rows = %lld: must be positive", (long long)rows);
+  size_t cb, nd, t;
+  if (!ttq__mul_ok((size_t)rows, (size_t)cols, &t) || !ttq__mul_ok(t / 8, (size_t)bits, &cb) ||
+      !ttq__mul_ok((size_t)rows, (size_t)(cols / group) * 2, &nd))
+    return ttq__fail(d, TTQ_EINVAL, "matrix %lld x %lld: too large", (long long)rows, (long long)cols);
+  q->codes = alloc64(cb);
+  q->d = alloc64(nd);
+  q->m = alloc64(nd);
+  if (!q->codes || !q->d || !q->m) {
+    ttq_qmatrix_free(q);
+    return ttq__fail(d, TTQ_ENOMEM, "out of memory for a %lld x %lld %d-bit matrix", (long long)rows,
+                     (long long)cols, bits);
+  }
+  q->rows = rows, q->cols = cols, q->bits = bits, q->group = group;
+  return 0;
+}
+
+void ttq_qmatrix_free(ttq_qmatrix *q) {
+  if (!q) return;
+  free(q->codes), free(q->d), free(q->m);
+  memset(q, 0, sizeof *q);
+}
+
+size_t ttq_qmatrix_bytes(const ttq_qmatrix *q) {
+  if (!q->codes) return 0;
+  size_t codes = (size_t)q->rows * (size_t)q->cols / 8 * (size_t)q->bits;
+  return codes + (size_t)q->rows * (size_t)(q->cols / q->group) * 4;
+}
+
+/* ---- shared scalar pieces ---- */
+
+/* d (f32 value of its fp16), zero, and the stored fp16 d and m of one group. */
+typedef struct gparam {
+  float d, zero;
+  uint16_t dh, mh;
+} gparam;
+
+static inline gparam group_param(float lo, float hi, int bits) {
+  const float L = (float)((1 << bits) - 1);
+  gparam p;
+  lo = lo + 0.0f; /* -0 -> +0 */
+  float dd = hi == lo ? fabsf(lo) / L : (hi - lo) / L;
+  p.dh = ttq__f32_to_f16(dd);
+  p.d = ttq__f16_to_f32(p.dh);
+  if (p.d == 0 && hi != lo) {
+    p.dh = ttq__f32_to_f16(fabsf(lo) / L);
+    p.d = ttq__f16_to_f32(p.dh);
+  }
+  if (p.d == 0) p.dh = 0x3c00, p.d = 1.0f;
+  p.zero = roundf(-lo / p.d);
+  p.mh = ttq__f32_to_f16(-p.zero * p.d);
+  return p;
+}
+
+static inline uint8_t code_of(float w, const gparam *p, float L) {
+  float t = roundf(w / p->d) + p->zero;
+  t = t > 0 ? t : 0;
+  t = t < L ? t : L;
+  return (uint8_t)t;
+}
+
+static inline uint32_t rd32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void wr32(uint8_t *p, uint32_t w) {
+  p[0] = (uint8_t)w, p[1] = (uint8_t)(w >> 8), p[2] = (uint8_t)(w >> 16), p[3] = (uint8_t)(w >> 24);
+}
+
+/* Packs the 32 codes of one block (quant.h layout); o receives 4 * bits bytes. */
+static void pack_block_scalar(int bits, const uint8_t *c, uint8_t *o) {
+  uint32_t w = 0;
+  switch (bits) {
+  case 8: memcpy(o, c, 32); break;
+  case 4:
+    for (int j = 0; j < 16; j++) o[j] = (uint8_t)(c[j] | c[j + 16] << 4);
+    break;
+  case 5:
+    for (int j = 0; j < 16; j++) o[j] = (uint8_t)((c[j] & 15) | (c[j + 16] & 15) << 4);
+    for (int j = 0; j < 32; j++) w |= (uint32_t)(c[j] >> 4 & 1) << j;
+    wr32(o + 16, w);
+    break;
+  case 2:
+  case 3:
+    for (int j = 0; j < 8; j++)
+      o[j] = (uint8_t)((c[j] & 3) | (c[j + 8] & 3) << 2 | (c[j + 16] & 3) << 4 | (c[j + 24] & 3) << 6);
+    if (bits == 3) {
+      for (int j = 0; j < 32; j++) w |= (uint32_t)(c[j] >> 2 & 1) << j;
+      wr32(o + 8, w);
+    }
+    break;
+  }
+}
+
+/* Unpacks one block to 32 codes. */
+static void unpack_block_scalar(int bits, const uint8_t *b, uint8_t *c) {
+  uint32_t w;
+  switch (bits) {
+  case 8: memcpy(c, b, 32); break;
+  case 4:
+  case 5:
+    for (int j = 0; j < 16; j++) c[j] = b[j] & 15, c[j + 16] = b[j] >> 4;
+    if (bits == 5) {
+      w = rd32(b + 16);
+      for (int j = 0; j < 32; j++) c[j] |= (uint8_t)((w >> j & 1) << 4);
+    }
+    break;
+  case 2:
+  case 3:
+    for (int j = 0; j < 8; j++)
+      for (int s = 0; s < 4; s++) c[j + 8 * s] = b[j] >> (2 * s) & 3;
+    if (bits == 3) {
+      w = rd32(b + 8);
+      for (int j = 0; j < 32; j++) c[j] |= (uint8_t)((w >> j & 1) << 2);
+    }
+    break;
+  }
+}
+
+/* Element c of a stored row (any dtype), for the generic path. */
+static float elem(ttq_dtype wt, const void *row, int64_t c) {
+  switch (wt) {
+  case TTQ_F32: return ((const float *)row)[c];
+  case TTQ_F16: return ttq__f16_to_f32(((const uint16_t *)row)[c]);
+  case TTQ_BF16: return ttq__bf16_to_f32(((const uint16_t *)row)[c]);
+  case TTQ_Q8_0: {
+    const uint8_t *b = (const uint8_t *)row + (c / 32) * 34;
+    uint16_t hs;
+    memcpy(&hs, b, 2);
+    return ttq__f16_to_f32(hs) * (float)(int8_t)b[2 + c % 32];
+  }
+  default: return 0;
+  }
+}
+
+static size_t row_bytes(ttq_dtype wt, int64_t cols) { return ttq_dtype_bytes(wt, cols); }
+
+/* Any group (including ones that straddle 32-code blocks): per element, bits set in place. */
+static void quantize_row_generic(const ttq_qmatrix *q, ttq_dtype wt, const void *row,
+                                 const float *D, int64_t r) {
+  const int64_t cols = q->cols, G = q->group, ng = cols / G, bb = 4 * q->bits;
+  const float L = (float)((1 << q->bits) - 1);
+  uint8_t *codes = q->codes + (size_t)r * (size_t)(cols / 32 * bb);
+  memset(codes, 0, (size_t)(cols / 32 * bb));
+  for (int64_t g = 0; g < ng; g++) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int64_t c = g * G; c < (g + 1) * G; c++) {
+      float w = D ? elem(wt, row, c) * D[c] : elem(wt, row, c);
+      lo = c == g * G || w < lo ? w : lo;
+      hi = c == g * G || w > hi ? w : hi;
+    }
+    gparam p = group_param(lo, hi, q->bits);
+    q->d[r * ng + g] = p.dh, q->m[r * ng + g] = p.mh;
+    for (int64_t c = g * G; c < (g + 1) * G; c++) {
+      float w = D ? elem(wt, row, c) * D[c] : elem(wt, row, c);
+      unsigned v = code_of(w, &p, L), j = (unsigned)(c % 32);
+      uint8_t *b = codes + c / 32 * bb;
+      switch (q->bits) {
+      case 8: b[j] = (uint8_t)v; break;
+      case 4: b[j % 16] |= (uint8_t)(v << (j / 16 * 4)); break;
+      case 5:
+        b[j % 16] |= (uint8_t)((v & 15) << (j / 16 * 4));
+        b[16 + j / 8] |= (uint8_t)((v >> 4 & 1) << (j % 8));
+        break;
+      case 2: b[j % 8] |= (uint8_t)(v << (j / 8 * 2)); break;
+      case 3:
+        b[j % 8] |= (uint8_t)((v & 3) << (j / 8 * 2));
+        b[8 + j / 8] |= (uint8_t)((v >> 2 & 1) << (j % 8));
+        break;
+      }
+    }
+  }
+}
+
+/* ---- the span pipeline: load w~ for n columns, per group min/max + params + codes, pack ---- */
+
+typedef struct span_ops {
+  /* out[i] = W[c0 + i] * D[c0 + i] (D may be NULL), i < n; n a multiple of 32. */
+  void (*load)(ttq_dtype wt, const void *row, int64_t c0, int n, const float *D, float *out);
+  /* Quantizes n = k * G values (G divides 32 or 32 divides G; n a multiple of 32) into packed
+   * blocks at o, and the group scales/offsets to dh/mh. */
+  void (*span)(const float *w, int n, int G, int bits, uint8_t *o, uint16_t *dh, uint16_t *mh);
+} span_ops;
+
+static void load_scalar(ttq_dtype wt, const void *row, int64_t c0, int n, const float *D,
+                        float *out) {
+  if (wt == TTQ_Q8_0) ttq__to_f32(wt, (const uint8_t *)row + c0 / 32 * 34, out, n);
+  else
+    for (int i = 0; i < n; i++) out[i] = elem(wt, row, c0 + i);
+  if (D)
+    for (int i = 0; i < n; i++) out[i] = out[i] * D[c0 + i];
+}
+
+static void span_scalar(const float *w, int n, int G, int bits, uint8_t *o, uint16_t *dh,
+                        uint16_t *mh) {
+  const float L = (float)((1 << bits) - 1);
+  uint8_t c[SPAN_MAX];
+  for (int g = 0; g * G < n; g++) {
+    const float *x = w + g * G;
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < G; i++) lo = x[i] < lo ? x[i] : lo, hi = x[i] > hi ? x[i] : hi;
+    gparam p = group_param(lo, hi, bits);
+    dh[g] = p.dh, mh[g] = p.mh;
+    for (int i = 0; i < G; i++) c[g * G + i] = code_of(x[i], &p, L);
+  }
+  for (int b = 0; b < n / 32; b++) pack_block_scalar(bits, c + 32 * b, o + b * 4 * bits);
+}
+
+static const span_ops ops_scalar = {load_scalar, span_scalar};
+
+#ifdef TTQ_X86
+/* ---- AVX2 + FMA + F16C ---- */
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* roundf: half away from zero, exact for every finite float (see the header comment). */
+AVX2_TARGET static inline __m256 round_away8(__m256 v) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.49999997f);
+  __m256 h = _mm256_or_ps(half, _mm256_and_ps(v, sign));
+  return _mm256_round_ps(_mm256_add_ps(v, h), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+}
+
+/* Packs nb blocks of codes (32 each) at c into o. */
+AVX2_TARGET static void pack_avx2(int bits, const uint8_t *c, int nb, uint8_t *o) {
+  for (int b = 0; b < nb; b++, c += 32, o += 4 * bits) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)c);
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    switch (bits) {
+    case 8: _mm256_storeu_si256((__m256i *)o, v); break;
+    case 4:
+    case 5: {
+      const __m128i m15 = _mm_set1_epi8(15);
+      __m128i p = _mm_or_si128(_mm_and_si128(lo, m15), _mm_slli_epi16(_mm_and_si128(hi, m15), 4));
+      _mm_storeu_si128((__m128i *)o, p);
+      if (bits == 5) {
+        uint32_t w = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(v, 3));
+        wr32(o + 16, w);
+      }
+      break;
+    }
+    case 2:
+    case 3: {
+      const __m128i m3 = _mm_set1_epi8(3);
+      __m128i a = _mm_and_si128(lo, m3), h = _mm_and_si128(hi, m3);
+      /* a: codes 0..15 (bytes 0..7 field 0, 8..15 field 1); h: codes 16..31 */
+      __m128i f01 = _mm_or_si128(a, _mm_slli_epi16(_mm_srli_si128(a, 8), 2));
+      __m128i f23 = _mm_or_si128(h, _mm_slli_epi16(_mm_srli_si128(h, 8), 2));
+      __m128i p = _mm_or_si128(f01, _mm_slli_epi16(f23, 4));
+      _mm_storel_epi64((__m128i *)o, p);
+      if (bits == 3) {
+        uint32_t w = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(v, 5));
+        wr32(o + 8, w);
+      }
+      break;
+    }
+    }
+  }
+}
+
+AVX2_TARGET static void load_avx2(ttq_dtype wt, const void *row, int64_t c0, int n,
+                                  const float *D, float *out) {
+  switch (wt) {
+  case TTQ_F32: {
+    const float *s = (const float *)row + c0;
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(out + i, _mm256_loadu_ps(s + i));
+    break;
+  }
+  case TTQ_BF16: {
+    const uint16_t *s = (const uint16_t *)row + c0;
+    for (int i = 0; i < n; i += 8) {
+      __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+      _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+    break;
+  }
+  case TTQ_F16: {
+    const uint16_t *s = (const uint16_t *)row + c0;
+    for (int i = 0; i < n; i += 8)
+      _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    break;
+  }
+  default: load_scalar(wt, row, c0, n, NULL, out); break;
+  }
+  if (D)
+    for (int i = 0; i < n; i += 8)
+      _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), _mm256_loadu_ps(D + c0 + i)));
+}
+
+AVX2_TARGET static inline float hmin8(__m256 v) {
+  __m128 a = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  a = _mm_min_ps(a, _mm_movehl_ps(a, a));
+  a = _mm_min_ss(a, _mm_shuffle_ps(a, a, 1));
+  return _mm_cvtss_f32(a);
+}
+AVX2_TARGET static inline float hmax8(__m256 v) {
+  __m128 a = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  a = _mm_max_ps(a, _mm_movehl_ps(a, a));
+  a = _mm_max_ss(a, _mm_shuffle_ps(a, a, 1));
+  return _mm_cvtss_f32(a);
+}
+
+/* 8 codes of x (already w~) into c. */
+AVX2_TARGET static inline void codes8(const float *x, __m256 d, __m256 z, __m256 L, uint8_t *c) {
+  __m256 t = _mm256_add_ps(round_away8(_mm256_div_ps(_mm256_loadu_ps(x), d)), z);
+  t = _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), L);
+  __m256i i = _mm256_cvttps_epi32(t);
+  __m128i p = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+  p = _mm_packus_epi16(p, p);
+  _mm_storel_epi64((__m128i *)c, p);
+}
+
+AVX2_TARGET static void span_avx2(const float *w, int n, int G, int bits, uint8_t *o, uint16_t *dh,
+                                  uint16_t *mh) {
+  const __m256 L = _mm256_set1_ps((float)((1 << bits) - 1));
+  uint8_t c[SPAN_MAX];
+  for (int g = 0; g * G < n; g++) {
+    const float *x = w + g * G;
+    __m256 lo = _mm256_loadu_ps(x), hi = lo;
+    for (int i = 8; i < G; i += 8) {
+      __m256 v = _mm256_loadu_ps(x + i);
+      lo = _mm256_min_ps(lo, v), hi = _mm256_max_ps(hi, v);
+    }
+    gparam p = group_param(hmin8(lo), hmax8(hi), bits);
+    dh[g] = p.dh, mh[g] = p.mh;
+    __m256 d = _mm256_set1_ps(p.d), z = _mm256_set1_ps(p.zero);
+    for (int i = 0; i < G; i += 8) codes8(x + i, d, z, L, c + g * G + i);
+  }
+  pack_avx2(bits, c, n / 32, o);
+}
+
+static const span_ops ops_avx2 = {load_avx2, span_avx2};
+
+/* ---- AVX-512 (F + BW + VL) ---- */
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+AVX512_TARGET static inline __m512 round_away16(__m512 v) {
+  const __m512 half = _mm512_set1_ps(0.49999997f);
+  __m512 h = _mm512_castsi512_ps(_mm512_or_si512(
+      _mm512_castps_si512(half), _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN))));
+  return _mm512_roundscale_ps(_mm512_add_ps(v, h), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+}
+
+AVX512_TARGET static void load_avx512(ttq_dtype wt, const void *row, int64_t c0, int n,
+                                      const float *D, float *out) {
+  switch (wt) {
+  case TTQ_F32: {
+    const float *s = (const float *)row + c0;
+    if (D)
+      for (int i = 0; i < n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), _mm512_loadu_ps(D + c0 + i)));
+    else
+      memcpy(out, s, (size_t)n * 4);
+    return;
+  }
+  case TTQ_BF16: {
+    const uint16_t *s = (const uint16_t *)row + c0;
+    for (int i = 0; i < n; i += 16) {
+      __m256i h = _mm256_loadu_si256((const __m256i *)(s + i));
+      __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      if (D) v = _mm512_mul_ps(v, _mm512_loadu_ps(D + c0 + i));
+      _mm512_storeu_ps(out + i, v);
+    }
+    return;
+  }
+  case TTQ_F16: {
+    const uint16_t *s = (const uint16_t *)row + c0;
+    for (int i = 0; i < n; i += 16) {
+      __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i)));
+      if (D) v = _mm512_mul_ps(v, _mm512_loadu_ps(D + c0 + i));
+      _mm512_storeu_ps(out + i, v);
+    }
+    return;
+  }
+  default:
+    load_scalar(wt, row, c0, n, NULL, out);
+    if (D)
+      for (int i = 0; i < n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(out + i), _mm512_loadu_ps(D + c0 + i)));
+    return;
+  }
+}
+
+AVX512_TARGET static inline __m128i codes16(__m512 x, __m512 d, __m512 z, __m512 L) {
+  __m512 t = _mm512_add_ps(round_away16(_mm512_div_ps(x, d)), z);
+  t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), L);
+  return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t));
+}
+
+/* Group parameters of 16 groups at once, lane-wise the same operations as group_param. */
+AVX512_TARGET static inline void group_param16(__m512 lo, __m512 hi, int bits, __m512 *d,
+                                               __m512 *zero, uint16_t *dh, uint16_t *mh) {
+  const __m512 L = _mm512_set1_ps((float)((1 << bits) - 1)), z0 = _mm512_setzero_ps();
+  const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+  lo = _mm512_add_ps(lo, z0);
+  __m512 alo = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(lo), absm));
+  __mmask16 eq = _mm512_cmp_ps_mask(hi, lo, _CMP_EQ_OQ);
+  __m512 dd = _mm512_mask_blend_ps(eq, _mm512_div_ps(_mm512_sub_ps(hi, lo), L), _mm512_div_ps(alo, L));
+  __m256i h = _mm512_cvtps_ph(dd, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 df = _mm512_cvtph_ps(h);
+  __mmask16 z = _mm512_cmp_ps_mask(df, z0, _CMP_EQ_OQ) & ~eq;
+  if (z) {
+    __m256i h2 = _mm512_cvtps_ph(_mm512_div_ps(alo, L), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    h = _mm256_mask_blend_epi16(z, h, h2);
+    df = _mm512_cvtph_ps(h);
+  }
+  z = _mm512_cmp_ps_mask(df, z0, _CMP_EQ_OQ);
+  if (z) {
+    h = _mm256_mask_blend_epi16(z, h, _mm256_set1_epi16(0x3c00));
+    df = _mm512_mask_blend_ps(z, df, _mm512_set1_ps(1.0f));
+  }
+  /* unary minus is a sign flip (not 0 - v: that differs for zeros) */
+  const __m512i sgn = _mm512_set1_epi32(INT32_MIN);
+  __m512 nlo = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(lo), sgn));
+  __m512 zr = round_away16(_mm512_div_ps(nlo, df));
+  __m512 nz = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(zr), sgn));
+  __m256i mhv = _mm512_cvtps_ph(_mm512_mul_ps(nz, df), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  _mm256_storeu_si256((__m256i *)dh, h);
+  _mm256_storeu_si256((__m256i *)mh, mhv);
+  *d = df, *zero = zr;
+}
+
+AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, uint8_t *o,
+                                      uint16_t *dh, uint16_t *mh) {
+  const __m512 L = _mm512_set1_ps((float)((1 << bits) - 1));
+  uint8_t c[SPAN_MAX];
+  const int ng = n / G;
+  if (G == 32) {
+    /* 16 groups per step: transposed min/max, vector parameters, vector codes */
+    for (int g0 = 0; g0 < ng; g0 += 16) {
+      int k = ng - g0 < 16 ? ng - g0 : 16;
+      float lo[16], hi[16];
+      for (int g = 0; g < 16; g++) {
+        if (g >= k) {
+          lo[g] = hi[g] = 1.0f;
+          continue;
+        }
+        __m512 a = _mm512_loadu_ps(w + (g0 + g) * 32), b = _mm512_loadu_ps(w + (g0 + g) * 32 + 16);
+        lo[g] = _mm512_reduce_min_ps(_mm512_min_ps(a, b));
+        hi[g] = _mm512_reduce_max_ps(_mm512_max_ps(a, b));
+      }
+      __m512 d, z;
+      uint16_t dh16[16], mh16[16];
+      float df[16], zf[16];
+      group_param16(_mm512_loadu_ps(lo), _mm512_loadu_ps(hi), bits, &d, &z, dh16, mh16);
+      memcpy(dh + g0, dh16, (size_t)k * 2);
+      memcpy(mh + g0, mh16, (size_t)k * 2);
+      _mm512_storeu_ps(df, d);
+      _mm512_storeu_ps(zf, z);
+      for (int g = 0; g < k; g++) {
+        const float *x = w + (g0 + g) * 32;
+        __m512 dv = _mm512_set1_ps(df[g]), zv = _mm512_set1_ps(zf[g]);
+        _mm_storeu_si128((__m128i *)(c + (g0 + g) * 32), codes16(_mm512_loadu_ps(x), dv, zv, L));
+        _mm_storeu_si128((__m128i *)(c + (g0 + g) * 32 + 16), codes16(_mm512_loadu_ps(x + 16), dv, zv, L));
+      }
+    }
+  } else if (G >= 16) {
+    for (int g = 0; g < ng; g++) {
+      const float *x = w + g * G;
+      __m512 lo = _mm512_loadu_ps(x), hi = lo;
+      for (int i = 16; i < G; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        lo = _mm512_min_ps(lo, v), hi = _mm512_max_ps(hi, v);
+      }
+      gparam p = group_param(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), bits);
+      dh[g] = p.dh, mh[g] = p.mh;
+      __m512 d = _mm512_set1_ps(p.d), z = _mm512_set1_ps(p.zero);
+      for (int i = 0; i < G; i += 16)
+        _mm_storeu_si128((__m128i *)(c + g * G + i), codes16(_mm512_loadu_ps(x + i), d, z, L));
+    }
+  } else { /* G == 8: two groups per 16 lanes */
+    for (int g = 0; g < ng; g += 2) {
+      const float *x = w + g * 8;
+      __m512 v = _mm512_loadu_ps(x);
+      __m256 a = _mm512_castps512_ps256(v), b = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+      gparam p0 = group_param(hmin8(a), hmax8(a), bits), p1 = group_param(hmin8(b), hmax8(b), bits);
+      dh[g] = p0.dh, mh[g] = p0.mh, dh[g + 1] = p1.dh, mh[g + 1] = p1.mh;
+      __m512 d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(p0.d), _mm512_set1_ps(p1.d));
+      __m512 z = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(p0.zero), _mm512_set1_ps(p1.zero));
+      _mm_storeu_si128((__m128i *)(c + g * 8), codes16(v, d, z, L));
+    }
+  }
+  pack_avx2(bits, c, n / 32, o);
+}
+
+static const span_ops ops_avx512 = {load_avx512, span_avx512};
+#endif
+
+static const span_ops *pick_ops(void) {
+#ifdef TTQ_X86
+  const ttq_kernels *k = ttq_kernels_select(NULL);
+  if (k && !strcmp(k->name, "avx512")) return &ops_avx512;
+  if (k && !strcmp(k->name, "avx2")) return &ops_avx2;
+#endif
+  return &ops_scalar;
+}
+
+void ttq_quantize_rows(ttq_qmatrix *q, ttq_dtype wt, const void *W, const float *D, int64_t r0,
+                       int64_t r1) {
+  const int64_t cols = q->cols, ng = cols / q->group;
+  const int G = q->group, bits = q->bits;
+  const size_t rb = row_bytes(wt, cols), cb = (size_t)(cols / 32) * 4 * (size_t)bits;
+  const bool fast = G % 32 == 0 || 32 % G == 0;
+  const span_ops *ops = pick_ops();
+  float buf[SPAN_MAX] __attribute__((aligned(64)));
+  for (int64_t r = r0; r < r1; r++) {
+    const void *row = (const uint8_t *)W + (size_t)r * rb;
+    if (!fast) {
+      quantize_row_generic(q, wt, row, D, r);
+      continue;
+    }
+    const int unit = G > 32 ? G : 32, step = SPAN_MAX / unit * unit;
+    uint8_t *codes = q->codes + (size_t)r * cb;
+    for (int64_t c0 = 0; c0 < cols; c0 += step) {
+      int n = (int)(cols - c0 < step ? cols - c0 : step);
+      ops->load(wt, row, c0, n, D, buf);
+      ops->span(buf, n, G, bits, codes + c0 / 32 * 4 * bits, q->d + r * ng + c0 / G,
+                q->m + r * ng + c0 / G);
+    }
+  }
+}
+
+void ttq_quantize_rows_f32(ttq_qmatrix *q, const float *W, const float *D, int64_t r0, int64_t r1) {
+  ttq_quantize_rows(q, TTQ_F32, W, D, r0, r1);
+}
+
+void ttq_qmatrix_dequant_row(const ttq_qmatrix *q, int64_t r, float *out) {
+  const int64_t cols = q->cols, G = q->group, ng = cols / G;
+  const size_t bb = 4 * (size_t)q->bits;
+  const uint8_t *codes = q->codes + (size_t)r * (size_t)(cols / 32) * bb;
+  uint8_t c[32];
+  for (int64_t b = 0; b < cols / 32; b++) {
+    unpack_block_scalar(q->bits, codes + b * bb, c);
+    for (int j = 0; j < 32; j++) {
+      int64_t col = b * 32 + j, g = r * ng + col / G;
+      out[col] = (float)c[j] * ttq__f16_to_f32(q->d[g]) + ttq__f16_to_f32(q->m[g]);
+    }
+  }
+}

@@ -1,0 +1,341 @@
+/* test-ttq.c -- TTQ end to end: statistics equal a recomputation from the captured layer
+ * inputs; low-rank factors reconstruct the weights and their cache follows the model's
+ * content; AWQ files round-trip and refuse other models; 8-bit TTQ perplexity is within 0.5%
+ * of full precision on every validation domain; quantized prefill and decode agree. */
+#include <jansson.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "awq.h"
+#include "engine.h"
+#include "eval.h"
+#include "lowrank.h"
+#include "test.h"
+#include "util.h"
+
+/* ---- statistics ---- */
+
+typedef struct capture {
+  int n_layers;
+  double *sq[64][TTQ_N_INPUTS], *ab[64][TTQ_N_INPUTS];
+  double count[64][TTQ_N_INPUTS];
+} capture;
+
+static void cap_tap(void *u, int layer, int input, const float *X, int n, int width) {
+  capture *c = u;
+  if (!c->sq[layer][input]) {
+    c->sq[layer][input] = calloc((size_t)width, sizeof(double));
+    c->ab[layer][input] = calloc((size_t)width, sizeof(double));
+  }
+  for (int t = 0; t < n; t++)
+    for (int i = 0; i < width; i++) {
+      double x = X[(size_t)t * width + i];
+      c->sq[layer][input][i] += x * x;
+      c->ab[layer][input][i] += x < 0 ? -x : x;
+    }
+  c->count[layer][input] += n;
+}
+
+TEST_IMPL(stats_match_recomputation) {
+  char *dir = test_src_path("models/tinyqwen3-mix");
+  ttq_model *m;
+  ttq_diag d;
+  ASSERT_OK(ttq_model_load(dir, &m, &d));
+  const char *text = "In the beginning God created the heaven and the earth. And the earth was "
+                     "without form, and void; and darkness was upon the face of the deep.";
+  int32_t *ids;
+  size_t n;
+  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  ttq_state st;
+  ASSERT_OK(ttq_state_init(&st, m, 128, 0, NULL, &d));
+  ttq_stats whole, part;
+  ASSERT_OK(ttq_stats_init(&whole, &m->cfg, &d));
+  ASSERT_OK(ttq_stats_init(&part, &m->cfg, &d));
+  capture *cap = calloc(1, sizeof *cap);
+  st.stats = &whole;
+  st.tap = cap_tap;
+  st.tap_u = cap;
+  ASSERT_OK(ttq_forward(&st, ids, (int)n, NULL, false, &d));
+  /* 1. equal to a direct recomputation from the captured inputs */
+  for (int l = 0; l < m->cfg.n_layers; l++)
+    for (int in = 0; in < TTQ_N_INPUTS; in++) {
+      ASSERT(cap->sq[l][in] != NULL);
+      ASSERT(*ttq_stats_count(&whole, l, in) == (double)n && cap->count[l][in] == (double)n);
+      const double *sq = ttq_stats_sumsq(&whole, l, in), *ab = ttq_stats_sumabs(&whole, l, in);
+      for (int i = 0; i < whole.width[in]; i++) {
+        ASSERTF(fabs(sq[i] - cap->sq[l][in][i]) <= 1e-9 * (1 + cap->sq[l][in][i]), "l%d %s c%d", l,
+                ttq_input_names[in], i);
+        ASSERT(fabs(ab[i] - cap->ab[l][in][i]) <= 1e-9 * (1 + cap->ab[l][in][i]));
+      }
+    }
+  /* 2. mergeable by addition: two chunks of the same prefill, merged, equal the whole */
+  ttq_state_reset(&st);
+  st.tap = NULL;
+  st.stats = &part;
+  int half = (int)n / 2;
+  ASSERT_OK(ttq_forward(&st, ids, half, NULL, false, &d));
+  ttq_stats second;
+  ASSERT_OK(ttq_stats_init(&second, &m->cfg, &d));
+  st.stats = &second;
+  ASSERT_OK(ttq_forward(&st, ids + half, (int)n - half, NULL, false, &d));
+  ASSERT_OK(ttq_stats_merge(&part, &second, &d));
+  for (size_t i = 0; i < whole.len; i++)
+    ASSERTF(fabs(part.buf[i] - whole.buf[i]) <= 1e-4 * (1 + fabs(whole.buf[i])), "i=%zu %g %g", i,
+            part.buf[i], whole.buf[i]);
+  for (int l = 0; l < 64; l++)
+    for (int in = 0; in < TTQ_N_INPUTS; in++) free(cap->sq[l][in]), free(cap->ab[l][in]);
+  free(cap);
+  ttq_stats_free(&whole), ttq_stats_free(&part), ttq_stats_free(&second);
+  ttq_state_free(&st);
+  free(ids);
+  ttq_model_free(m);
+  free(dir);
+  return 0;
+}
+
+/* ---- low-rank ---- */
+
+static int copy_file(const char *from, const char *to) {
+  char *buf;
+  size_t len;
+  ttq_diag d;
+  if (ttq__read_file(from, &buf, &len, &d)) return -1;
+  int rc = test_write_file(to, buf, len);
+  free(buf);
+  return rc;
+}
+
+TEST_IMPL(lowrank_reconstructs_and_caches) {
+  char *src = test_src_path("models/tinyqwen3-mix"), *tmp = test_tmpdir(), a[8192], b[8192];
+  char cache[2048], modeldir[2048];
+  snprintf(cache, sizeof cache, "%s/cache", tmp);
+  snprintf(modeldir, sizeof modeldir, "%s/model", tmp);
+  mkdir(modeldir, 0755);
+  const char *files[] = {"config.json", "tokenizer.json", "tokenizer_config.json",
+                         "generation_config.json", "model.safetensors.index.json",
+                         "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
+  for (int i = 0; i < 7; i++) {
+    snprintf(a, sizeof a, "%s/%s", src, files[i]);
+    snprintf(b, sizeof b, "%s/%s", modeldir, files[i]);
+    ASSERT(copy_file(a, b) == 0);
+  }
+  setenv("TTQ_CACHE_DIR", cache, 1);
+  ttq_model *m;
+  ttq_diag d;
+  ASSERT_OK(ttq_model_load(modeldir, &m, &d));
+  ttq_lowrank lr;
+  bool cached = true;
+  ASSERT_OK(ttq_lowrank_get(&lr, m, 8, 2, &cached, &d));
+  ASSERT(!cached);
+  char *path = ttq_lowrank_cache_path(m, 8);
+  struct stat st;
+  ASSERTF(stat(path, &st) == 0, "cache file %s not written", path);
+  /* B A + R reconstructs W; the rank-8 residual is smaller than W (Eckart-Young: strictly) */
+  for (int i = 0; i < m->cfg.n_layers * TTQ_N_PROJ; i++) {
+    const ttq_tensor *t = ttq_proj_weight(m, i / TTQ_N_PROJ, i % TTQ_N_PROJ);
+    const int64_t rows = t->shape[0], cols = t->shape[1];
+    float *w = malloc((size_t)cols * 4);
+    double nw = 0, nr = 0, maxerr = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      ttq__to_f32(t->dtype, (const uint8_t *)t->data + (size_t)r * cols * 2, w, cols);
+      for (int64_t c = 0; c < cols; c++) {
+        double ba = 0;
+        for (int k = 0; k < 8; k++) ba += (double)lr.B[i][r * 8 + k] * lr.A[i][k * cols + c];
+        double rr = lr.R[i][r * cols + c];
+        maxerr = fmax(maxerr, fabs(ba + rr - w[c]));
+        nw += (double)w[c] * w[c];
+        nr += rr * rr;
+      }
+    }
+    free(w);
+    ASSERTF(maxerr < 1e-4, "projection %d: |BA + R - W| = %g", i, maxerr);
+    ASSERT(nr < nw);
+  }
+  uint64_t key1 = ttq_lowrank_key(m);
+  ttq_lowrank_free(&lr);
+  /* second time: from the cache, same factors */
+  ASSERT_OK(ttq_lowrank_get(&lr, m, 8, 2, &cached, &d));
+  ASSERT(cached);
+  ttq_lowrank_free(&lr);
+  ttq_model_free(m);
+  /* change one weight byte in the copy: the key changes and the factors are rebuilt */
+  snprintf(b, sizeof b, "%s/model-00001-of-00002.safetensors", modeldir);
+  FILE *f = fopen(b, "r+b");
+  ASSERT(f);
+  fseek(f, -4096, SEEK_END);
+  int ch = fgetc(f);
+  fseek(f, -4096, SEEK_END);
+  fputc(ch ^ 0x01, f);
+  fclose(f);
+  ASSERT_OK(ttq_model_load(modeldir, &m, &d));
+  ASSERT(ttq_lowrank_key(m) != key1);
+  ASSERT_OK(ttq_lowrank_get(&lr, m, 8, 2, &cached, &d));
+  ASSERT(!cached);
+  ttq_lowrank_free(&lr);
+  ttq_model_free(m);
+  unsetenv("TTQ_CACHE_DIR");
+  free(path);
+  test_rmtree(tmp);
+  free(tmp);
+  free(src);
+  return 0;
+}
+
+/* ---- AWQ file ---- */
+
+TEST_IMPL(awq_file_roundtrip) {
+  char *dir = test_src_path("models/tinyqwen3-mix"), *tmp = test_tmpdir(), path[4096];
+  ttq_model *m;
+  ttq_diag d;
+  ASSERT_OK(ttq_model_load(dir, &m, &d));
+  ttq_awq_collector *col;
+  ASSERT_OK(ttq_awq_collector_new(&col, m, 64, 2, &d));
+  ttq_state st;
+  ASSERT_OK(ttq_state_init(&st, m, 256, 0, NULL, &d));
+  ttq_awq_collector_attach(col, &st);
+  const char *text = "A dictionary entry: Abandon, v. t. To give up wholly; to leave.";
+  int32_t *ids;
+  size_t n;
+  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  ASSERT_OK(ttq_forward(&st, ids, (int)n, NULL, false, &d));
+  ASSERT(ttq_awq_collector_tokens(col) == (int64_t)n);
+  ttq_awq a, b;
+  ASSERT_OK(ttq_awq_search(col, m, 4, 32, 2, &a, NULL, &d));
+  for (int i = 0; i < a.n_layers * TTQ_N_INPUTS; i++) ASSERT(a.alpha[i] >= 0 && a.alpha[i] < 1);
+  snprintf(path, sizeof path, "%s/awq.bin", tmp);
+  ASSERT_OK(ttq_awq_save(&a, m, path, &d));
+  ASSERT_OK(ttq_awq_load(&b, m, path, &d));
+  ASSERT(b.bits == 4 && b.group == 32 && b.layer_len == a.layer_len);
+  ASSERT(!memcmp(a.alpha, b.alpha, (size_t)a.n_layers * TTQ_N_INPUTS * 4));
+  ASSERT(!memcmp(a.scale, b.scale, (size_t)a.n_layers * a.layer_len * 4));
+  ttq_awq_free(&b);
+  /* another model refuses it with the reason */
+  char *other = test_shared_path("models/tinyllama-mix");
+  if (other) {
+    ttq_model *m2;
+    ASSERT_OK(ttq_model_load(other, &m2, &d));
+    ASSERT(ttq_awq_load(&b, m2, path, &d) == TTQ_EINVAL && strstr(d.msg, "another model"));
+    ttq_model_free(m2);
+    free(other);
+  }
+  /* a truncated file is refused */
+  FILE *f = fopen(path, "r+b");
+  ASSERT(f && ftruncate(fileno(f), 100) == 0);
+  fclose(f);
+  ASSERT(ttq_awq_load(&b, m, path, &d) == TTQ_EFORMAT && strstr(d.msg, "awq.bin"));
+  ttq_awq_free(&a);
+  ttq_awq_collector_free(col);
+  ttq_state_free(&st);
+  free(ids);
+  ttq_model_free(m);
+  test_rmtree(tmp);
+  free(tmp), free(dir);
+  return 0;
+}
+
+/* ---- 8-bit TTQ against fp, per domain ---- */
+
+static int ppl_8bit(const char *model_dir, const char *corpus_dir, int max_docs) {
+  ttq_model *m;
+  ttq_diag d;
+  ASSERTF(ttq_model_load(model_dir, &m, &d) == 0, "%s", d.msg);
+  const char *domains[] = {"dict", "scripture", "manual", "code_c", "code_py", "quotes", "lexicon"};
+  ttq_engine fp, q8;
+  ttq_engine_opts o = {0};
+  o.q = ttq_qcfg_default();
+  o.q.method = TTQ_METHOD_FP;
+  o.max_ctx = 512;
+  ASSERT_OK(ttq_engine_init(&fp, m, &o, &d));
+  o.q.method = TTQ_METHOD_TTQ;
+  o.q.bits = 8;
+  o.q.group = 32;
+  ASSERT_OK(ttq_engine_init(&q8, m, &o, &d));
+  for (int k = 0; k < 7; k++) {
+    char path[4096], *text;
+    snprintf(path, sizeof path, "%s/%s.txt", corpus_dir, domains[k]);
+    ASSERT_OK(ttq__read_file(path, &text, NULL, &d));
+    char **docs;
+    int nd;
+    ASSERT_OK(ttq_split_docs(text, &docs, &nd, &d));
+    if (nd > max_docs) nd = max_docs;
+    double nf = 0, nq = 0;
+    int64_t cf = 0, cq = 0;
+    for (int i = 0; i < nd; i++) {
+      int32_t *ids;
+      int n;
+      ASSERT_OK(ttq_doc_tokens(m, docs[i], 512, &ids, &n, &d));
+      if (n >= TTQ_PPL_MIN_TOKENS) {
+        ASSERT_OK(ttq_engine_score(&fp, ids, n, &nf, &cf, &d));
+        ASSERT_OK(ttq_engine_score(&q8, ids, n, &nq, &cq, &d));
+      }
+      free(ids);
+    }
+    double pf = exp(nf / cf), pq = exp(nq / cq);
+    fprintf(stderr, "%-10s fp %8.4f  ttq W8 g32 %8.4f  (%+.3f%%)\n", domains[k], pf, pq, (pq / pf - 1) * 100);
+    ASSERT(cf == cq);
+    ASSERTF(fabs(pq / pf - 1) <= 0.005, "%s: 8-bit ppl %.4f vs fp %.4f", domains[k], pq, pf);
+    free(docs), free(text);
+  }
+  ttq_engine_free(&fp), ttq_engine_free(&q8);
+  ttq_model_free(m);
+  return 0;
+}
+
+TEST_IMPL(ttq_8bit_matches_fp_qwen3) {
+  char *model = test_src_path("models/tinyqwen3-mix"), *corpus = test_src_path("tests/data/corpus/valid");
+  int rc = ppl_8bit(model, corpus, 8);
+  free(model), free(corpus);
+  return rc;
+}
+
+TEST_IMPL(ttq_8bit_matches_fp_llama) {
+  char *model = test_shared_path("models/tinyllama-mix-outliers"), *corpus = test_shared_path("corpus/valid");
+  int rc;
+  if (!model || !corpus) {
+    fprintf(stderr, "SKIPPED: ../shared is not here: 8-bit TTQ on tinyllama-mix-outliers NOT RUN\n");
+    rc = TEST_SKIP_CODE;
+  } else {
+    rc = ppl_8bit(model, corpus, 8);
+  }
+  free(model), free(corpus);
+  return rc;
+}
+
+/* Quantized weights: teacher-forced logits of a sequence from one many-token pass (qmatmul)
+ * equal those of one-token steps (qmatvec), for every bit width. */
+TEST_IMPL(ttq_quantized_decode_consistent) {
+  char *dir = test_src_path("models/tinyqwen3-mix");
+  ttq_model *m;
+  ttq_diag d;
+  ASSERT_OK(ttq_model_load(dir, &m, &d));
+  const char *text = "int main(int argc, char **argv) { return argc > 1 ? 0 : 1; }";
+  int32_t *ids;
+  size_t n;
+  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  const int V = m->cfg.vocab, bits[] = {2, 3, 4, 5, 8};
+  float *all = malloc((size_t)n * V * 4), *one = malloc((size_t)V * 4);
+  for (int b = 0; b < 5; b++) {
+    ttq_engine e;
+    ttq_engine_opts o = {0};
+    o.q = ttq_qcfg_default();
+    o.q.bits = bits[b];
+    o.max_ctx = 128;
+    ASSERT_OK(ttq_engine_init(&e, m, &o, &d));
+    ASSERT_OK(ttq_engine_prefill(&e, ids, (int)n, one, &d)); /* calibrate on the text */
+    ttq_state_reset(&e.st);
+    ASSERT_OK(ttq_forward(&e.st, ids, (int)n, all, true, &d));
+    ttq_state_reset(&e.st);
+    double md = 0;
+    for (size_t t = 0; t < n; t++) {
+      ASSERT_OK(ttq_forward(&e.st, &ids[t], 1, one, false, &d));
+      for (int i = 0; i < V; i++) md = fmax(md, fabs(one[i] - all[t * V + i]));
+    }
+    fprintf(stderr, "W%d: max |prefill - decode| logit difference %.2g\n", bits[b], md);
+    ASSERTF(md < 2e-3, "W%d: %g", bits[b], md);
+    ttq_engine_free(&e);
+  }
+  free(all), free(one), free(ids);
+  ttq_model_free(m);
+  free(dir);
+  return 0;
+}
