@@ -34,14 +34,22 @@ test-asan: build-asan
 	  ctest --output-on-failure --timeout 900 -j$(JOBS) -LE slow
 
 demo: build
-	@echo "== ttqd inspect --model $(MODEL)"
-	@./$(BUILD)/ttqd inspect --model $(MODEL)
+	@echo "== ttqd inspect --model $(MODEL) --quant ttq --bits 4 --group 32"
+	@./$(BUILD)/ttqd inspect --model $(MODEL) --quant ttq --bits 4 --group 32
 	@echo
-	@echo "== ttqd run --model $(MODEL) -n 48 --temperature 0 \"$(PROMPT)\""
+	@echo "== full precision: ttqd run --model $(MODEL) -n 48 --temperature 0 \"$(PROMPT)\""
 	@./$(BUILD)/ttqd run --model $(MODEL) -n 48 --temperature 0 "$(PROMPT)"
 	@echo
-	@echo "== ttqd bench --model $(MODEL) --prompt-tokens 128 --gen-tokens 64"
-	@./$(BUILD)/ttqd bench --model $(MODEL) --prompt-tokens 128 --gen-tokens 64
+	@echo "== quantized for this prompt (TTQ, 4 bits): ttqd run ... --quant ttq --bits 4"
+	@./$(BUILD)/ttqd run --model $(MODEL) -n 48 --temperature 0 --quant ttq --bits 4 "$(PROMPT)"
+	@echo
+	@echo "== speed: ttqd bench (fp, then ttq W4 g32)"
+	@./$(BUILD)/ttqd bench --model $(MODEL) --prompt-tokens 128 --gen-tokens 64 --repeat 3
+	@./$(BUILD)/ttqd bench --model $(MODEL) --prompt-tokens 128 --gen-tokens 64 --repeat 3 --quant ttq --bits 4
+	@echo
+	@echo "== perplexity on two domains (fp, then ttq W3 g32)"
+	@./$(BUILD)/ttqd perplexity --model $(MODEL) --max-docs 8 --ctx 512 tests/data/corpus/valid/code_c.txt tests/data/corpus/valid/scripture.txt
+	@./$(BUILD)/ttqd perplexity --model $(MODEL) --max-docs 8 --ctx 512 --quant ttq --bits 3 tests/data/corpus/valid/code_c.txt tests/data/corpus/valid/scripture.txt
 
 bench: build
 	@bash docs/bench.sh

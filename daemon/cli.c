@@ -150,6 +150,10 @@ int ttqd_quant_opt(const char *cmd, int c, const char *arg, ttq_engine_opts *o) 
     return 1;
   case TTQD_OPT_SUM: o->q.mean = false; return 1;
   case TTQD_OPT_CALIB: o->calib_path = arg; return 1;
+  case TTQD_OPT_SEARCH:
+    if (ttqd_parse_int(cmd, "--search", arg, 0, 64, &v)) return -1;
+    o->q.search = (int)v;
+    return 1;
   default: return 0;
   }
 }

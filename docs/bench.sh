@@ -18,3 +18,12 @@ for m in models/tinyqwen3-mix "$SHARED/models/tinyllama-mix" "$SHARED/models/tin
 done
 "$TTQD" bench --model "$S738" --prompt-tokens 128 --gen-tokens 32 --threads 2 --repeat 2 --bandwidth --json
 "$TTQD" bench --model "$S738" --prompt-tokens 128 --gen-tokens 32 --threads 1 --repeat 2 --bandwidth --json
+# Quantized decode on the 738M shape (TTQ: per-prompt statistics + quantization + decode)
+for q in "--bits 4 --group 32" "--bits 8 --group 32" "--bits 3 --group 32" "--bits 2 --group 32" "--bits 4 --group 128"; do
+  "$TTQD" bench --model "$S738" --prompt-tokens 128 --gen-tokens 32 --threads 2 --repeat 2 --bandwidth --json --quant ttq $q
+done
+# Time to first token, fp against ttq, for a long and a short prompt
+for p in 512 32; do
+  "$TTQD" bench --model "$S738" --prompt-tokens $p --gen-tokens 4 --threads 2 --repeat 2 --json
+  "$TTQD" bench --model "$S738" --prompt-tokens $p --gen-tokens 4 --threads 2 --repeat 2 --json --quant ttq --bits 4
+done

@@ -10,6 +10,9 @@
 #include "sampler.h"
 #include "util.h"
 
+/* Rows of the prompt's activations kept per layer input for the alpha search. */
+#define TTQ_SEARCH_ROWS 64
+
 int ttq_engine_init(ttq_engine *e, const ttq_model *m, const ttq_engine_opts *o, ttq_diag *d) {
   memset(e, 0, sizeof *e);
   e->m = m;
@@ -43,8 +46,13 @@ int ttq_engine_init(ttq_engine *e, const ttq_model *m, const ttq_engine_opts *o,
   if (q->method == TTQ_METHOD_TTQ) {
     if ((rc = ttq_stats_init(&e->stats, &m->cfg, d))) goto fail;
     e->has_stats = true;
+    if (q->search > 0) {
+      if ((rc = ttq_actsample_init(&e->samp, &m->cfg, TTQ_SEARCH_ROWS, d))) goto fail;
+      e->has_samp = true;
+    }
   } else { /* rtn, awq: the same weights for every request */
-    if ((rc = ttq_qmodel_quantize(&e->qm, m, NULL, e->has_awq ? &e->awq : NULL, e->st.threads, d)))
+    if ((rc = ttq_qmodel_quantize(&e->qm, m, NULL, e->has_awq ? &e->awq : NULL, NULL,
+                                  e->st.threads, d)))
       goto fail;
     e->last.quant_ms = e->qm.quant_ms;
   }
@@ -60,6 +68,7 @@ void ttq_engine_free(ttq_engine *e) {
   if (e->has_lr) ttq_lowrank_free(&e->lr);
   if (e->has_awq) ttq_awq_free(&e->awq);
   if (e->has_stats) ttq_stats_free(&e->stats);
+  if (e->has_samp) ttq_actsample_free(&e->samp);
   memset(e, 0, sizeof *e);
 }
 
@@ -69,15 +78,23 @@ static int calibrate(ttq_engine *e, const int32_t *ids, int n, float *logits, tt
   e->st.qm = NULL;
   e->st.stats = e->has_stats ? &e->stats : NULL;
   if (e->has_stats) ttq_stats_reset(&e->stats);
+  if (e->has_samp) {
+    ttq_actsample_reset(&e->samp, n > TTQ_SEARCH_ROWS ? (n + TTQ_SEARCH_ROWS - 1) / TTQ_SEARCH_ROWS : 1);
+    e->st.tap = ttq_actsample_tap;
+    e->st.tap_u = &e->samp;
+  }
   e->st.stats_ms = 0;
   double t0 = omp_get_wtime();
   int rc = ttq_forward(&e->st, ids, n, logits, false, d);
   e->last.prefill_ms = (omp_get_wtime() - t0) * 1e3;
   e->last.stats_ms = e->st.stats_ms;
   e->st.stats = NULL;
+  e->st.tap = NULL;
   if (rc) return rc;
   if (e->o.q.method == TTQ_METHOD_TTQ) {
-    if ((rc = ttq_qmodel_quantize(&e->qm, e->m, &e->stats, NULL, e->st.threads, d))) return rc;
+    if ((rc = ttq_qmodel_quantize(&e->qm, e->m, &e->stats, NULL, e->has_samp ? &e->samp : NULL,
+                                  e->st.threads, d)))
+      return rc;
     e->last.quant_ms = e->qm.quant_ms;
   }
   return 0;

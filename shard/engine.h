@@ -38,7 +38,8 @@ typedef struct ttq_engine {
   ttq_qmodel qm;
   ttq_lowrank lr;
   ttq_awq awq;
-  bool has_qm, has_lr, has_awq, has_stats;
+  ttq_actsample samp; /* the prompt's activation rows, for --search */
+  bool has_qm, has_lr, has_awq, has_stats, has_samp;
   ttq_engine_times last;
   double lowrank_ms; /* load or build of the low-rank factors */
   bool lowrank_cached;

@@ -14,9 +14,55 @@ const int ttq_proj_input[TTQ_N_PROJ] = {TTQ_IN_ATTN, TTQ_IN_ATTN, TTQ_IN_ATTN, T
                                         TTQ_IN_MLP,  TTQ_IN_MLP,  TTQ_IN_DOWN};
 
 ttq_qcfg ttq_qcfg_default(void) {
-  ttq_qcfg c = {TTQ_METHOD_TTQ, 4, 32, 0, 0.5f, 0.4f, true};
+  ttq_qcfg c = {TTQ_METHOD_TTQ, 4, 32, 0, 0.5f, 0.4f, true, 0};
   return c;
 }
+
+int ttq_actsample_init(ttq_actsample *a, const ttq_config *c, int cap, ttq_diag *d) {
+  memset(a, 0, sizeof *a);
+  a->n_layers = c->n_layers;
+  a->cap = cap;
+  a->width[TTQ_IN_ATTN] = c->dim;
+  a->width[TTQ_IN_O] = c->n_heads * c->head_dim;
+  a->width[TTQ_IN_MLP] = c->dim;
+  a->width[TTQ_IN_DOWN] = c->ffn_dim;
+  int n = c->n_layers * TTQ_N_INPUTS;
+  a->rows = calloc((size_t)n, sizeof *a->rows);
+  a->seen = calloc((size_t)n, sizeof *a->seen);
+  a->X = calloc((size_t)n, sizeof *a->X);
+  bool ok = a->rows && a->seen && a->X;
+  for (int i = 0; ok && i < n; i++)
+    ok = (a->X[i] = malloc((size_t)cap * a->width[i % TTQ_N_INPUTS] * sizeof(float))) != NULL;
+  if (!ok) {
+    ttq_actsample_free(a);
+    return ttq__fail(d, TTQ_ENOMEM, "out of memory for the activation sample");
+  }
+  a->stride = 1;
+  return 0;
+}
+
+void ttq_actsample_free(ttq_actsample *a) {
+  for (int i = 0; a->X && i < a->n_layers * TTQ_N_INPUTS; i++) free(a->X[i]);
+  free(a->X), free(a->rows), free(a->seen);
+  memset(a, 0, sizeof *a);
+}
+
+void ttq_actsample_reset(ttq_actsample *a, int stride) {
+  int n = a->n_layers * TTQ_N_INPUTS;
+  memset(a->rows, 0, (size_t)n * sizeof *a->rows);
+  memset(a->seen, 0, (size_t)n * sizeof *a->seen);
+  a->stride = stride > 0 ? stride : 1;
+}
+
+void ttq_actsample_tap(void *u, int layer, int input, const float *X, int n, int width) {
+  ttq_actsample *a = u;
+  int i = layer * TTQ_N_INPUTS + input;
+  for (int t = 0; t < n; t++, a->seen[i]++)
+    if (a->seen[i] % a->stride == 0 && a->rows[i] < a->cap)
+      memcpy(a->X[i] + (size_t)a->rows[i]++ * width, X + (size_t)t * width, (size_t)width * 4);
+}
+
+const float *ttq_qmodel_alphas(const ttq_qmodel *q) { return q->alpha; }
 
 const char *ttq_method_name(ttq_method m) {
   static const char *const names[] = {"fp", "rtn", "awq", "ttq"};
@@ -34,6 +80,9 @@ int ttq_method_parse(const char *s, ttq_method *out) {
 
 void ttq_qcfg_str(const ttq_qcfg *c, char *buf, size_t cap) {
   if (c->method == TTQ_METHOD_FP) snprintf(buf, cap, "fp");
+  else if (c->method == TTQ_METHOD_TTQ && c->search > 0)
+    snprintf(buf, cap, "ttq W%d g%d r%d alpha searched 1/%d..1 lambda %.2f %s", c->bits, c->group,
+             c->rank, c->search, c->lambda, c->mean ? "mean" : "sum");
   else if (c->method == TTQ_METHOD_TTQ)
     snprintf(buf, cap, "ttq W%d g%d r%d alpha %.2f lambda %.2f %s", c->bits, c->group, c->rank,
              c->alpha, c->lambda, c->mean ? "mean" : "sum");
@@ -59,6 +108,10 @@ int ttq_qcfg_check(const ttq_qcfg *c, const ttq_config *mc, ttq_diag *d) {
     return ttq__fail(d, TTQ_EINVAL, "--rank applies to ttq and rtn, not awq");
   if (!(c->alpha >= 0 && c->alpha <= 4))
     return ttq__fail(d, TTQ_EINVAL, "--alpha %g is out of range [0, 4]", c->alpha);
+  if (c->search < 0 || c->search > 64)
+    return ttq__fail(d, TTQ_EINVAL, "--search %d is out of range [0, 64]", c->search);
+  if (c->search > 0 && c->method != TTQ_METHOD_TTQ)
+    return ttq__fail(d, TTQ_EINVAL, "--search applies to ttq only");
   if (!(c->lambda >= 0 && c->lambda < 1e6))
     return ttq__fail(d, TTQ_EINVAL, "--lambda %g must be >= 0", c->lambda);
   return 0;
@@ -83,7 +136,11 @@ int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
   q->n_layers = m->cfg.n_layers;
   q->lr = cfg->rank > 0 ? lr : NULL;
   q->layers = calloc((size_t)q->n_layers, sizeof *q->layers);
-  if (!q->layers) return ttq__fail(d, TTQ_ENOMEM, "out of memory");
+  q->alpha = calloc((size_t)q->n_layers * TTQ_N_INPUTS, sizeof *q->alpha);
+  if (!q->layers || !q->alpha) {
+    ttq_qmodel_free(q);
+    return ttq__fail(d, TTQ_ENOMEM, "out of memory");
+  }
   for (int l = 0; l < q->n_layers; l++) {
     for (int p = 0; p < TTQ_N_PROJ; p++) {
       const ttq_tensor *w = ttq_proj_weight(m, l, p);
@@ -112,6 +169,7 @@ void ttq_qmodel_free(ttq_qmodel *q) {
     for (int i = 0; i < TTQ_N_INPUTS; i++) free(q->layers[l].inv_d[i]);
   }
   free(q->layers);
+  free(q->alpha);
   memset(q, 0, sizeof *q);
 }
 
@@ -137,55 +195,139 @@ void ttq_scale_from_stats(const ttq_qcfg *c, const ttq_stats *s, int l, int inpu
   }
 }
 
-int ttq_qmodel_quantize_layer(ttq_qmodel *q, const ttq_model *m, int l, const ttq_stats *stats,
-                              const ttq_awq *awq, int threads, ttq_diag *d) {
-  const ttq_qcfg *c = &q->cfg;
-  ttq_qlayer *Q = &q->layers[l];
-  float *D[TTQ_N_INPUTS] = {0};
-  if (c->method == TTQ_METHOD_TTQ && !stats)
-    return ttq__fail(d, TTQ_EINVAL, "ttq quantization needs the prompt's statistics");
-  if (c->method == TTQ_METHOD_AWQ && !awq)
-    return ttq__fail(d, TTQ_EINVAL, "awq quantization needs a calibration file (--calib)");
-  int rc = 0;
-  for (int i = 0; i < TTQ_N_INPUTS && c->method != TTQ_METHOD_RTN; i++) {
-    int w = i == TTQ_IN_O ? m->cfg.n_heads * m->cfg.head_dim : i == TTQ_IN_DOWN ? m->cfg.ffn_dim : m->cfg.dim;
-    D[i] = malloc((size_t)w * sizeof(float));
-    if (!D[i]) {
-      rc = ttq__fail(d, TTQ_ENOMEM, "out of memory");
-      goto out;
-    }
-    if (c->method == TTQ_METHOD_TTQ) {
-      ttq_scale_from_stats(c, stats, l, i, D[i]);
-    } else {
-      const float *s = awq->scale + (size_t)l * awq->layer_len;
-      for (int k = 0; k < i; k++) s += awq->width[k];
-      memcpy(D[i], s, (size_t)w * sizeof(float));
-    }
-    for (int k = 0; k < w; k++) Q->inv_d[i][k] = 1.0f / D[i][k];
-  }
+/* Quantizes the projections fed by `input` with scale D (NULL: 1) into Q. */
+static void quantize_input(ttq_qmodel *q, const ttq_model *m, int l, int input, const float *D,
+                           int threads) {
   for (int p = 0; p < TTQ_N_PROJ; p++) {
-    ttq_qmatrix *qm = &Q->w[p];
+    if (ttq_proj_input[p] != input) continue;
+    ttq_qmatrix *qm = &q->layers[l].w[p];
     const ttq_tensor *w = ttq_proj_weight(m, l, p);
-    const float *Dp = D[ttq_proj_input[p]];
     const float *R = q->lr ? q->lr->R[l * TTQ_N_PROJ + p] : NULL;
     const int64_t rows = qm->rows, chunk = 16;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
-      if (R) ttq_quantize_rows_f32(qm, R, Dp, r0, r1);
-      else ttq_quantize_rows(qm, w->dtype, w->data, Dp, r0, r1);
+      if (R) ttq_quantize_rows_f32(qm, R, D, r0, r1);
+      else ttq_quantize_rows(qm, w->dtype, w->data, D, r0, r1);
     }
   }
+}
+
+/* Squared output error, on the sample X (n rows), of the projections fed by `input` as
+ * currently quantized, against the full-precision (or residual, with low rank) product. */
+static double sample_error(ttq_qmodel *q, const ttq_model *m, int l, int input, const float *X,
+                           int n, const float *inv, float *XS, float *Yq, float *Wrow, int threads) {
+  double err = 0;
+  for (int p = 0; p < TTQ_N_PROJ; p++) {
+    if (ttq_proj_input[p] != input) continue;
+    const ttq_qmatrix *qm = &q->layers[l].w[p];
+    const int64_t rows = qm->rows, cols = qm->cols;
+    for (int t = 0; t < n; t++)
+      for (int64_t i = 0; i < cols; i++)
+        XS[(size_t)t * cols + i] = X[(size_t)t * cols + i] * (inv ? inv[i] : 1.0f);
+    const ttq_tensor *wt = ttq_proj_weight(m, l, p);
+    const float *R = q->lr ? q->lr->R[l * TTQ_N_PROJ + p] : NULL;
+    const size_t rb = wt->nbytes / (size_t)rows;
+    const ttq_kernels *k = ttq_kernels_select(NULL);
+    double e = 0;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : e)
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+      int64_t r1 = r0 + 16 < rows ? r0 + 16 : rows;
+      float *wr = Wrow + (size_t)omp_get_thread_num() * cols;
+      ttq_qmatmul(k, qm, XS, n, Yq, rows, r0, r1);
+      for (int64_t r = r0; r < r1; r++) {
+        const float *wf = R ? R + (size_t)r * cols : wr;
+        if (!R) ttq_row_to_f32(k, wt->dtype, (const uint8_t *)wt->data + (size_t)r * rb, wr, cols);
+        for (int t = 0; t < n; t++) {
+          double y = k->dot_f32(wf, X + (size_t)t * cols, cols);
+          double diff = Yq[(size_t)t * rows + r] - y;
+          e += diff * diff;
+        }
+      }
+    }
+    err += e;
+  }
+  return err;
+}
+
+int ttq_qmodel_quantize_layer(ttq_qmodel *q, const ttq_model *m, int l, const ttq_stats *stats,
+                              const ttq_awq *awq, const ttq_actsample *samp, int threads,
+                              ttq_diag *d) {
+  const ttq_qcfg *c = &q->cfg;
+  ttq_qlayer *Q = &q->layers[l];
+  float *D = NULL, *XS = NULL, *Yq = NULL, *Wrow = NULL, *best = NULL;
+  if (c->method == TTQ_METHOD_TTQ && !stats)
+    return ttq__fail(d, TTQ_EINVAL, "ttq quantization needs the prompt's statistics");
+  if (c->method == TTQ_METHOD_AWQ && !awq)
+    return ttq__fail(d, TTQ_EINVAL, "awq quantization needs a calibration file (--calib)");
+  const bool search = c->method == TTQ_METHOD_TTQ && c->search > 0 && samp;
+  int widths[TTQ_N_INPUTS] = {m->cfg.dim, m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim, m->cfg.ffn_dim};
+  int64_t maxw = 0, maxrows = 0;
+  for (int i = 0; i < TTQ_N_INPUTS; i++) maxw = widths[i] > maxw ? widths[i] : maxw;
+  for (int p = 0; p < TTQ_N_PROJ; p++) maxrows = Q->w[p].rows > maxrows ? Q->w[p].rows : maxrows;
+  int rc = 0;
+  D = malloc((size_t)maxw * sizeof(float));
+  best = malloc((size_t)maxw * sizeof(float));
+  if (search) {
+    XS = malloc((size_t)samp->cap * maxw * sizeof(float));
+    Yq = malloc((size_t)samp->cap * maxrows * sizeof(float));
+    Wrow = malloc((size_t)threads * maxw * sizeof(float));
+  }
+  if (!D || !best || (search && (!XS || !Yq || !Wrow))) {
+    rc = ttq__fail(d, TTQ_ENOMEM, "out of memory");
+    goto out;
+  }
+  for (int i = 0; i < TTQ_N_INPUTS; i++) {
+    const int w = widths[i];
+    float *inv = Q->inv_d[i];
+    if (c->method == TTQ_METHOD_RTN) {
+      quantize_input(q, m, l, i, NULL, threads);
+      q->alpha[l * TTQ_N_INPUTS + i] = 0;
+      continue;
+    }
+    if (c->method == TTQ_METHOD_AWQ) {
+      const float *s = awq->scale + (size_t)l * awq->layer_len;
+      for (int k = 0; k < i; k++) s += awq->width[k];
+      memcpy(D, s, (size_t)w * sizeof(float));
+      q->alpha[l * TTQ_N_INPUTS + i] = awq->alpha[l * TTQ_N_INPUTS + i];
+    } else if (!search) {
+      ttq_scale_from_stats(c, stats, l, i, D);
+      q->alpha[l * TTQ_N_INPUTS + i] = c->alpha;
+    } else { /* choose alpha on the prompt's own activations */
+      ttq_qcfg trial = *c;
+      const int n = samp->rows[l * TTQ_N_INPUTS + i];
+      const float *X = samp->X[l * TTQ_N_INPUTS + i];
+      double best_err = INFINITY;
+      float best_alpha = c->alpha;
+      for (int k = 1; k <= c->search && n > 0; k++) {
+        trial.alpha = (float)k / (float)c->search;
+        ttq_scale_from_stats(&trial, stats, l, i, D);
+        for (int j = 0; j < w; j++) inv[j] = 1.0f / D[j];
+        quantize_input(q, m, l, i, D, threads);
+        double e = sample_error(q, m, l, i, X, n, inv, XS, Yq, Wrow, threads);
+        if (e < best_err) {
+          best_err = e;
+          best_alpha = trial.alpha;
+          memcpy(best, D, (size_t)w * sizeof(float));
+        }
+      }
+      trial.alpha = best_alpha;
+      ttq_scale_from_stats(&trial, stats, l, i, D);
+      q->alpha[l * TTQ_N_INPUTS + i] = best_alpha;
+    }
+    for (int j = 0; j < w; j++) inv[j] = 1.0f / D[j];
+    quantize_input(q, m, l, i, D, threads);
+  }
 out:
-  for (int i = 0; i < TTQ_N_INPUTS; i++) free(D[i]);
+  free(D), free(best), free(XS), free(Yq), free(Wrow);
   return rc;
 }
 
 int ttq_qmodel_quantize(ttq_qmodel *q, const ttq_model *m, const ttq_stats *stats,
-                        const ttq_awq *awq, int threads, ttq_diag *d) {
+                        const ttq_awq *awq, const ttq_actsample *samp, int threads, ttq_diag *d) {
   double t0 = omp_get_wtime();
   for (int l = 0; l < q->n_layers; l++) {
-    int rc = ttq_qmodel_quantize_layer(q, m, l, stats, awq, threads, d);
+    int rc = ttq_qmodel_quantize_layer(q, m, l, stats, awq, samp, threads, d);
     if (rc) return rc;
   }
   q->quant_ms = (omp_get_wtime() - t0) * 1e3;

@@ -30,7 +30,26 @@ typedef struct ttq_qcfg {
   float alpha;  /* exponent of D */
   float lambda; /* added to the mean square before the exponent */
   bool mean;    /* D from S/T (true) or from S (false) */
+  int search;   /* ttq: > 0 chooses alpha per layer input among {1/N, 2/N, ..., 1} (N = search)
+                   by the output error of the quantized projections on the prompt's own
+                   activations (a sample of rows kept during the prefill); 0 = fixed alpha */
 } ttq_qcfg;
+
+/* Rows of the prompt's activations kept for the alpha search, per layer input. */
+typedef struct ttq_actsample {
+  int n_layers, cap;           /* at most cap rows per (layer, input) */
+  int width[TTQ_N_INPUTS];
+  int *rows;                   /* [n_layers * TTQ_N_INPUTS] rows kept */
+  float **X;                   /* [n_layers * TTQ_N_INPUTS] -> rows x width */
+  int stride;                  /* keep every stride-th row (set per prompt) */
+  int64_t *seen;               /* rows offered per (layer, input) */
+} ttq_actsample;
+
+int ttq_actsample_init(ttq_actsample *a, const ttq_config *c, int cap, ttq_diag *d);
+void ttq_actsample_free(ttq_actsample *a);
+void ttq_actsample_reset(ttq_actsample *a, int stride);
+/* A ttq_tap_fn (forward.h) that keeps every stride-th row, up to cap. */
+void ttq_actsample_tap(void *u, int layer, int input, const float *X, int n, int width);
 
 /* Defaults chosen by measurement (docs/QUALITY.md): 4 bits, group 32, rank 0, alpha 0.5,
  * lambda 0.4, mean. */
@@ -74,6 +93,7 @@ typedef struct ttq_qmodel {
   int n_layers;
   ttq_qlayer *layers;
   const ttq_lowrank *lr; /* borrowed; NULL when rank 0 */
+  float *alpha;          /* [n_layers][TTQ_N_INPUTS] alpha used (owned) */
   double quant_ms;       /* time of the last ttq_qmodel_quantize */
 } ttq_qmodel;
 
@@ -88,9 +108,13 @@ size_t ttq_qmodel_bytes(const ttq_qmodel *q);
  * stats for ttq (required), awq for awq (required), nothing for rtn. Uses `threads` threads.
  * Can fail only on a missing input (TTQ_EINVAL). */
 int ttq_qmodel_quantize_layer(ttq_qmodel *q, const ttq_model *m, int l, const ttq_stats *stats,
-                              const ttq_awq *awq, int threads, ttq_diag *d);
+                              const ttq_awq *awq, const ttq_actsample *samp, int threads,
+                              ttq_diag *d);
 int ttq_qmodel_quantize(ttq_qmodel *q, const ttq_model *m, const ttq_stats *stats,
-                        const ttq_awq *awq, int threads, ttq_diag *d);
+                        const ttq_awq *awq, const ttq_actsample *samp, int threads, ttq_diag *d);
+/* The alpha chosen for each layer input by the last quantization ([n_layers][4]); the fixed
+ * alpha when search is off. */
+const float *ttq_qmodel_alphas(const ttq_qmodel *q);
 
 /* D of one input from statistics: D_c = (S_c / T + lambda)^alpha (or S_c + lambda). */
 void ttq_scale_from_stats(const ttq_qcfg *c, const ttq_stats *s, int l, int input, float *D);
