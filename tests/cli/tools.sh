@@ -87,5 +87,34 @@ for f in prefill_tok_s decode_tok_s ttft_ms weight_bytes_per_token; do
   check "bench --json has $f > 0" bash -c "sed -n 's/.*\"$f\":\([0-9.]*\).*/\1/p' '$TMP/b.json' | awk '{exit !(\$1 > 0)}'"
 done
 
+# --- quantization flags: calibrate + awq, refusals with the reason, ttq variants run ---
+head -c 30000 "$CORPUS/dict.txt" >"$TMP/calib.txt"
+"$TTQD" calibrate --model "$MODEL" --out "$TMP/awq.bin" --bits 4 --group 32 --max-docs 4 --ctx 256 "$TMP/calib.txt" 2>"$TMP/err"
+check "calibrate writes a file" test -s "$TMP/awq.bin"
+pa=$("$TTQD" perplexity --model "$MODEL" --quant awq --bits 4 --group 32 --calib "$TMP/awq.bin" --json "$TMP/doc.txt" 2>/dev/null | sed -n 's/.*"ppl":\([0-9.]*\).*/\1/p')
+pf=$("$TTQD" perplexity --model "$MODEL" --json "$TMP/doc.txt" 2>/dev/null | sed -n 's/.*"ppl":\([0-9.]*\).*/\1/p')
+check "awq W4 perplexity $pa within 25% of fp $pf" awk -v a="$pa" -v b="$pf" 'BEGIN{exit !(a > 0 && a / b < 1.25 && a / b > 0.9)}'
+"$TTQD" perplexity --model "$MODEL" --quant awq --bits 3 --group 32 --calib "$TMP/awq.bin" "$TMP/doc.txt" 2>"$TMP/err"; rc=$?
+check "awq file for W4 g32 refused at W3" bash -c "[ $rc -ne 0 ] && grep -q 'W4 g32' '$TMP/err'"
+"$TTQD" run --model "$MODEL" --quant ttq --group 100 "x" 2>"$TMP/err"; rc=$?
+check "group not dividing the width refused" bash -c "[ $rc -ne 0 ] && grep -q 'group = 100' '$TMP/err'"
+"$TTQD" run --model "$MODEL" --quant ttq --bits 6 "x" 2>"$TMP/err"; rc=$?
+check "bits 6 refused" bash -c "[ $rc -eq 2 ] && grep -q -- '--bits' '$TMP/err'"
+"$TTQD" run --model "$MODEL" --quant rtn --search 4 "x" 2>"$TMP/err"; rc=$?
+check "--search with rtn refused" bash -c "[ $rc -ne 0 ] && grep -q 'search' '$TMP/err'"
+for q in "--quant ttq --bits 4" "--quant ttq --bits 2 --rank 8" "--quant ttq --bits 3 --search 4" "--quant rtn --bits 5 --group 64"; do
+  out=$(TTQ_CACHE_DIR="$TMP/cache" "$TTQD" run --model "$MODEL" -n 8 --temperature 0 $q "In the beginning" 2>"$TMP/err")
+  check "run $q generates text" bash -c "[ -n \"\$1\" ] && grep -q 'quantization' '$TMP/err'" _ "$out"
+done
+"$TTQD" inspect --model "$MODEL" --quant ttq --bits 4 --group 32 --json >"$TMP/iq.json"
+lin=$(sed -n 's/.*"linear_bytes":\([0-9]*\).*/\1/p' "$TMP/iq.json")
+ql=$(sed -n 's/.*"quant_linear_bytes":\([0-9]*\).*/\1/p' "$TMP/iq.json")
+# bf16 linear weights are 16 bits; W4 g32 with fp16 scale and offset is 4 + 32/32 = 5 bits
+check "inspect --quant footprint: $ql = 5/16 of $lin" test "$((lin * 5 / 16))" = "$ql"
+"$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --quant ttq --bits 4 >"$TMP/bq.json"
+for f in stats_ms quant_ms quant_bytes; do
+  check "bench --quant ttq --json has $f" grep -q "\"$f\":" "$TMP/bq.json"
+done
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]
