@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "sampler.h"
 
 static const char bench_usage[] =
@@ -94,12 +95,16 @@ int ttqd_cmd_bench(int argc, char **argv) {
     }
     }
   }
-  ttq_model *m = ttqd_load_model("bench", model_path);
+  ttq_model *m_full = NULL, *m = NULL;
+  if (ttqd_load_for_ranks("bench", model_path,
+                          ttqd_tp_align(eo.q.method == TTQ_METHOD_FP ? 32 : eo.q.group), &m_full,
+                          &m))
+    m = NULL;
   if (!m) return TTQD_EXIT_FAIL;
   if (n_prompt + n_gen > m->cfg.max_pos) {
     fprintf(stderr, "ttqd bench: %ld prompt + %ld generated tokens exceed the model's context %d\n",
             n_prompt, n_gen, m->cfg.max_pos);
-    ttq_model_free(m);
+    ttqd_free_models(m_full, m);
     return TTQD_EXIT_USAGE;
   }
   ttq_engine eng;
@@ -108,7 +113,7 @@ int ttqd_cmd_bench(int argc, char **argv) {
   eo.threads = (int)threads;
   if (ttq_engine_init(&eng, m, &eo, &d)) {
     fprintf(stderr, "ttqd bench: %s\n", d.msg);
-    ttq_model_free(m);
+    ttqd_free_models(m_full, m);
     return TTQD_EXIT_FAIL;
   }
   int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
@@ -178,6 +183,6 @@ int ttqd_cmd_bench(int argc, char **argv) {
   free(ids);
   free(logits);
   ttq_engine_free(&eng);
-  ttq_model_free(m);
+  ttqd_free_models(m_full, m);
   return rc ? TTQD_EXIT_FAIL : 0;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "engine.h"
 #include "eval.h"
 #include "util.h"
@@ -66,12 +67,16 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
     fprintf(stderr, "ttqd perplexity: no FILE given\n%s", ppl_usage);
     return TTQD_EXIT_USAGE;
   }
-  ttq_model *m = ttqd_load_model("perplexity", model_path);
+  ttq_model *m_full = NULL, *m = NULL;
+  if (ttqd_load_for_ranks("perplexity", model_path,
+                          ttqd_tp_align(eo.q.method == TTQ_METHOD_FP ? 32 : eo.q.group), &m_full,
+                          &m))
+    m = NULL;
   if (!m) return TTQD_EXIT_FAIL;
   if (ctx > m->cfg.max_pos) {
     fprintf(stderr, "ttqd perplexity: --ctx %ld exceeds the model's context %d\n", ctx,
             m->cfg.max_pos);
-    ttq_model_free(m);
+    ttqd_free_models(m_full, m);
     return TTQD_EXIT_USAGE;
   }
   ttq_engine eng;
@@ -80,7 +85,7 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
   eo.threads = (int)threads;
   if (ttq_engine_init(&eng, m, &eo, &d)) {
     fprintf(stderr, "ttqd perplexity: %s\n", d.msg);
-    ttq_model_free(m);
+    ttqd_free_models(m_full, m);
     return TTQD_EXIT_FAIL;
   }
   bool tty = isatty(STDERR_FILENO);
@@ -145,6 +150,6 @@ int ttqd_cmd_perplexity(int argc, char **argv) {
     free(text);
   }
   ttq_engine_free(&eng);
-  ttq_model_free(m);
+  ttqd_free_models(m_full, m);
   return rc;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "sampler.h"
 
 static const char run_usage[] =
@@ -19,7 +20,9 @@ static const char run_usage[] =
     "  --seed S         sampler seed (default 0)\n"
     "  --stop STR       stop before STR (repeatable, up to 8)\n"
     "  --threads N      threads (default: all cores)\n"
-    "  --quiet          no figures on stderr\n" TTQD_QUANT_USAGE
+    "  --quiet          no figures on stderr\n"
+    "  --logits-out F   write the logits of every generated step (float32, vocab per step) to F\n"
+    TTQD_QUANT_USAGE
     "PROMPT '-' reads the prompt from stdin.\n";
 
 #define MAX_STOPS 8
@@ -63,17 +66,20 @@ int ttqd_cmd_run(int argc, char **argv) {
   char *stops[MAX_STOPS];
   int n_stops = 0;
   bool quiet = false;
+  const char *logits_out = NULL;
+  FILE *lf = NULL;
   static const struct option opts[] = {
       {"model", required_argument, 0, 'm'},       {"temperature", required_argument, 0, 't'},
       {"top-k", required_argument, 0, 'k'},       {"top-p", required_argument, 0, 'p'},
       {"seed", required_argument, 0, 's'},        {"stop", required_argument, 0, 'S'},
       {"threads", required_argument, 0, 'T'},     {"quiet", no_argument, 0, 'q'},
-      {"help", no_argument, 0, 'h'},              TTQD_QUANT_OPTIONS,
+      {"help", no_argument, 0, 'h'},              {"logits-out", required_argument, 0, 'L'},
+      TTQD_QUANT_OPTIONS,
       {0, 0, 0, 0}};
   ttq_engine_opts eo = ttqd_engine_defaults();
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "m:n:t:k:p:s:S:T:qh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:n:t:k:p:s:S:T:qL:h", opts, NULL)) != -1) {
     switch (c) {
     case 'm': model_path = optarg; break;
     case 'n': if (ttqd_parse_int("run", "-n", optarg, 1, 1 << 20, &n_gen)) return TTQD_EXIT_USAGE; break;
@@ -90,6 +96,7 @@ int ttqd_cmd_run(int argc, char **argv) {
       break;
     case 'T': if (ttqd_parse_int("run", "--threads", optarg, 1, 1024, &threads)) return TTQD_EXIT_USAGE; break;
     case 'q': quiet = true; break;
+    case 'L': logits_out = optarg; break;
     case 'h': fputs(run_usage, stdout); return 0;
     default: {
       int r = ttqd_quant_opt("run", c, optarg, &eo);
@@ -112,7 +119,11 @@ int ttqd_cmd_run(int argc, char **argv) {
     }
     prompt = stdin_buf;
   }
-  ttq_model *m = ttqd_load_model("run", model_path);
+  ttq_model *m_full = NULL, *m = NULL;
+  if (ttqd_load_for_ranks("run", model_path,
+                          ttqd_tp_align(eo.q.method == TTQ_METHOD_FP ? 32 : eo.q.group), &m_full,
+                          &m))
+    m = NULL;
   if (!m) {
     free(stdin_buf);
     return TTQD_EXIT_FAIL;
@@ -165,8 +176,14 @@ int ttqd_cmd_run(int argc, char **argv) {
   char *pend = malloc(cap);
   int generated = 0;
   const char *finish = "length";
+  if (logits_out && ttqd_comm_rank() == 0 && !(lf = fopen(logits_out, "wb"))) {
+    fprintf(stderr, "ttqd run: --logits-out: cannot create %s\n", logits_out);
+    free(pend);
+    goto out;
+  }
   double t1 = ttqd_now_ms();
   for (int i = 0; i < n_gen; i++) {
+    if (lf) fwrite(logits, sizeof *logits, (size_t)m->cfg.vocab, lf);
     int32_t next = ttq_sample(&smp, logits);
     generated++;
     if (i == 0) t_first = ttqd_now_ms() - t0;
@@ -203,6 +220,12 @@ int ttqd_cmd_run(int argc, char **argv) {
     emit(pend, &np, stops, n_stops, true);
   }
   free(pend);
+  if (lf && fclose(lf) != 0) {
+    fprintf(stderr, "ttqd run: --logits-out: write failed\n");
+    lf = NULL;
+    goto out;
+  }
+  lf = NULL;
   double t_decode = ttqd_now_ms() - t1;
   if (!quiet) {
     char qs[128];
@@ -218,12 +241,13 @@ int ttqd_cmd_run(int argc, char **argv) {
   }
   rc = 0;
 out:
+  if (lf) fclose(lf);
   free(logits);
   free(raw);
   free(ids);
   free(stdin_buf);
   ttq_sampler_free(&smp);
   if (eng_ok) ttq_engine_free(&eng);
-  ttq_model_free(m);
+  ttqd_free_models(m_full, m);
   return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "ttq.h"
 
 static const char usage[] =
@@ -61,15 +62,28 @@ int main(int argc, char **argv) {
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size > 1) {
+    static const char *const tp_cmds[] = {"run", "perplexity", "bench", "tokenize", "inspect"};
+    bool tp_ok = false;
+    for (size_t i = 0; i < sizeof tp_cmds / sizeof *tp_cmds; i++) tp_ok |= !strcmp(cmd, tp_cmds[i]);
+    if (size > 1 && !tp_ok) {
       if (rank == 0)
-        fprintf(stderr, "ttqd %s: started on %d ranks, but this build runs the engine on one rank "
-                        "only (tensor parallelism is not implemented yet)\n", cmd, size);
+        fprintf(stderr, "ttqd %s: runs on one rank only (started on %d)\n", cmd, size);
       MPI_Finalize();
-      return TTQD_EXIT_FAIL;
+      return TTQD_EXIT_USAGE;
+    }
+    /* Every rank runs the same program on the same input; rank 0 alone speaks. */
+    if (rank > 0) {
+      if (!freopen("/dev/null", "w", stdout)) return TTQD_EXIT_FAIL;
+      if (!getenv("TTQD_ALL_RANKS_STDERR") && !freopen("/dev/null", "w", stderr))
+        return TTQD_EXIT_FAIL;
     }
   }
+  ttqd_comm_set(mpi, rank, size);
   int rc = fn(argc - 1, argv + 1);
-  if (mpi) MPI_Finalize();
+  if (mpi) {
+    if (rc != 0 && size > 1 && !ttqd_comm_agreed_failure())
+      MPI_Abort(MPI_COMM_WORLD, rc); /* a rank may be waiting in a collective */
+    MPI_Finalize();
+  }
   return rc;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "lowrank.h"
+#include "tp.h"
 #include "util.h"
 
 /* The collector: statistics, and per (layer, input) the rows offered and the rows kept. */
@@ -85,13 +86,14 @@ void ttq_awq_free(ttq_awq *a) {
 
 static int awq_alloc(ttq_awq *a, const ttq_model *m, int bits, int group, ttq_diag *d) {
   memset(a, 0, sizeof *a);
-  a->n_layers = m->cfg.n_layers;
+  const ttq_config *c = m->tp ? &m->tp->full : &m->cfg; /* scales are full-width */
+  a->n_layers = c->n_layers;
   a->bits = bits;
   a->group = group;
-  a->width[TTQ_IN_ATTN] = m->cfg.dim;
-  a->width[TTQ_IN_O] = m->cfg.n_heads * m->cfg.head_dim;
-  a->width[TTQ_IN_MLP] = m->cfg.dim;
-  a->width[TTQ_IN_DOWN] = m->cfg.ffn_dim;
+  a->width[TTQ_IN_ATTN] = c->dim;
+  a->width[TTQ_IN_O] = c->n_heads * c->head_dim;
+  a->width[TTQ_IN_MLP] = c->dim;
+  a->width[TTQ_IN_DOWN] = c->ffn_dim;
   for (int i = 0; i < TTQ_N_INPUTS; i++) a->layer_len += (size_t)a->width[i];
   a->alpha = calloc((size_t)a->n_layers * TTQ_N_INPUTS, sizeof *a->alpha);
   a->scale = calloc((size_t)a->n_layers * a->layer_len, sizeof *a->scale);
@@ -234,9 +236,10 @@ int ttq_awq_load(ttq_awq *a, const ttq_model *m, const char *path, ttq_diag *d) 
     rc = ttq__fail(d, TTQ_EFORMAT, "%s: not a ttq AWQ calibration file (bad header)", path);
     goto out;
   }
-  if (key != ttq_lowrank_key(m)) {
+  uint64_t want = m->tp ? m->tp->full_key : ttq_lowrank_key(m);
+  if (key != want) {
     rc = ttq__fail(d, TTQ_EINVAL, "%s: made for another model (content key %016llx, this model %016llx)",
-                   path, (unsigned long long)key, (unsigned long long)ttq_lowrank_key(m));
+                   path, (unsigned long long)key, (unsigned long long)want);
     goto out;
   }
   if ((rc = awq_alloc(a, m, hdr[1], hdr[2], d))) goto out;

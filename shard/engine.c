@@ -8,6 +8,7 @@
 
 #include "eval.h"
 #include "sampler.h"
+#include "tp.h"
 #include "util.h"
 
 /* Rows of the prompt's activations kept per layer input for the alpha search. */
@@ -19,6 +20,10 @@ int ttq_engine_init(ttq_engine *e, const ttq_model *m, const ttq_engine_opts *o,
   e->o = *o;
   int rc = ttq_qcfg_check(&o->q, &m->cfg, d);
   if (rc) return rc;
+  if (m->tp && m->tp->size > 1 && (o->q.search > 0 || o->q.rank > 0))
+    /* per-rank choices (alpha search) or per-rank factors would differ between rank counts */
+    return ttq__fail(d, TTQ_EINVAL, "--%s is not supported with more than one rank yet",
+                     o->q.search > 0 ? "search" : "rank");
   if ((rc = ttq_state_init(&e->st, m, o->max_ctx, o->threads, o->kern, d))) return rc;
   const ttq_qcfg *q = &o->q;
   if (q->method == TTQ_METHOD_FP) return 0;
@@ -44,7 +49,7 @@ int ttq_engine_init(ttq_engine *e, const ttq_model *m, const ttq_engine_opts *o,
   if ((rc = ttq_qmodel_init(&e->qm, m, q, e->has_lr ? &e->lr : NULL, d))) goto fail;
   e->has_qm = true;
   if (q->method == TTQ_METHOD_TTQ) {
-    if ((rc = ttq_stats_init(&e->stats, &m->cfg, d))) goto fail;
+    if ((rc = ttq_stats_init(&e->stats, m->tp ? &m->tp->full : &m->cfg, d))) goto fail;
     e->has_stats = true;
     if (q->search > 0) {
       if ((rc = ttq_actsample_init(&e->samp, &m->cfg, TTQ_SEARCH_ROWS, d))) goto fail;
@@ -91,6 +96,11 @@ static int calibrate(ttq_engine *e, const int32_t *ids, int n, float *logits, tt
   e->st.stats = NULL;
   e->st.tap = NULL;
   if (rc) return rc;
+  if (e->has_stats && e->m->tp && e->m->tp->allreduce_f64) { /* complete the statistics */
+    double t1 = omp_get_wtime();
+    e->m->tp->allreduce_f64(e->m->tp->u, e->stats.buf, e->stats.len);
+    e->last.stats_ms += (omp_get_wtime() - t1) * 1e3;
+  }
   if (e->o.q.method == TTQ_METHOD_TTQ) {
     if ((rc = ttq_qmodel_quantize(&e->qm, e->m, &e->stats, NULL, e->has_samp ? &e->samp : NULL,
                                   e->st.threads, d)))

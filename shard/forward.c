@@ -18,6 +18,7 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#include "tp.h"
 #include "util.h"
 
 #define GEMM_MIN_TOKENS 4
@@ -67,6 +68,7 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   s->hb2 = xalloc(B * c->ffn_dim * 4, &ok);
   s->att = xalloc((size_t)s->threads * s->max_batch * max_ctx * 4, &ok);
   s->normw = xalloc((size_t)c->dim * 4, &ok);
+  s->logits_local = m->tp ? xalloc(B * (size_t)m->head.shape[0] * 4, &ok) : NULL;
   size_t widest = (size_t)c->dim > qd ? (size_t)c->dim : qd;
   if ((size_t)c->ffn_dim > widest) widest = (size_t)c->ffn_dim;
   s->xs = xalloc(B * widest * 4, &ok);
@@ -91,7 +93,8 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
 
 void ttq_state_free(ttq_state *s) {
   float *bufs[] = {s->k_cache, s->v_cache, s->rope_cos, s->rope_sin, s->x, s->xb, s->q, s->k,
-                   s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf, s->xs, s->lr_tmp};
+                   s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf, s->xs, s->lr_tmp,
+                   s->logits_local};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
   memset(s, 0, sizeof *s);
 }
@@ -174,10 +177,15 @@ static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS,
 /* Everything that happens to a linear layer's input once, before its projections: statistics,
  * taps, and (quantized) the 1/D scaling. Returns the input the projections multiply. */
 static const float *layer_input(ttq_state *s, int l, int input, const float *X, int n, int width) {
-  if (s->stats) {
-    double t0 = omp_get_wtime();
-    ttq_stats_add(s->stats, l, input, X, n, width);
-    s->stats_ms += (omp_get_wtime() - t0) * 1e3;
+  if (s->stats) { /* tensor parallel: each channel is counted by exactly one rank */
+    const ttq_tp *tp = s->m->tp;
+    const bool replicated = input == TTQ_IN_ATTN || input == TTQ_IN_MLP;
+    if (!tp || tp->rank == 0 || !replicated) {
+      double t0 = omp_get_wtime();
+      ttq_stats_add_slice(s->stats, l, input, X, n, width, ttq_tp_input_offset(tp, input),
+                          !tp || tp->rank == 0);
+      s->stats_ms += (omp_get_wtime() - t0) * 1e3;
+    }
   }
   if (s->tap) s->tap(s->tap_u, l, input, X, n, width);
   if (!s->qm) return X;
@@ -219,9 +227,10 @@ static float silu(float x) { return x / (1.0f + expf(-x)); }
  * threads. Few tokens: dot products per cached position. */
 static void attention(ttq_state *s, int l, int n, int p0) {
   const ttq_config *c = &s->m->cfg;
-  const int hd = c->head_dim, nh = c->n_heads, group = c->n_heads / c->n_kv_heads;
+  const int hd = c->head_dim, nh = c->n_heads;
   const size_t qd = (size_t)nh * hd, T = (size_t)s->max_ctx;
   const float scale = 1.0f / sqrtf((float)hd);
+#define KV_OF(h) ((c->head_offset + (h)) / c->kv_group - c->kv_offset)
   const float *kc = s->k_cache + (size_t)l * c->n_kv_heads * T * hd;
   const float *vc = s->v_cache + (size_t)l * c->n_kv_heads * T * hd;
   const int len = p0 + n; /* keys visible to the last new token */
@@ -229,7 +238,7 @@ static void attention(ttq_state *s, int l, int n, int p0) {
 #pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1)
     for (int h = 0; h < nh; h++) {
       float *S = s->att + (size_t)omp_get_thread_num() * s->max_batch * T;
-      const float *K = kc + (size_t)(h / group) * T * hd, *V = vc + (size_t)(h / group) * T * hd;
+      const float *K = kc + (size_t)KV_OF(h) * T * hd, *V = vc + (size_t)KV_OF(h) * T * hd;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, len, hd, scale, s->q + (size_t)h * hd,
                   (int)qd, K, hd, 0.0f, S, len);
       for (int t = 0; t < n; t++) {
@@ -252,7 +261,7 @@ static void attention(ttq_state *s, int l, int n, int p0) {
     for (int h = 0; h < nh; h++) {
       float *att = s->att + (size_t)omp_get_thread_num() * s->max_batch * T;
       const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
-      const int kh = h / group, vis = p0 + t + 1;
+      const int kh = KV_OF(h), vis = p0 + t + 1;
       const float *kh_base = kc + (size_t)kh * T * hd, *vh_base = vc + (size_t)kh * T * hd;
       float mx = -INFINITY;
       for (int j = 0; j < vis; j++) {
@@ -273,6 +282,7 @@ static void attention(ttq_state *s, int l, int n, int p0) {
       }
     }
   }
+#undef KV_OF
 }
 
 /* One chunk of n tokens (n <= max_batch) through all layers; logits of the requested rows. */
@@ -326,6 +336,7 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     attention(s, l, n, p0);
     in = layer_input(s, l, TTQ_IN_O, s->att_out, n, (int)qd);
     proj(s, l, TTQ_P_O, s->att_out, in, n, s->xb);
+    if (m->tp && m->tp->allreduce_f32) m->tp->allreduce_f32(m->tp->u, s->xb, (size_t)n * dim);
     for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
 
     /* MLP block */
@@ -338,6 +349,7 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     for (size_t i = 0; i < (size_t)n * c->ffn_dim; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
     in = layer_input(s, l, TTQ_IN_DOWN, s->hb, n, c->ffn_dim);
     proj(s, l, TTQ_P_DOWN, s->hb, in, n, s->xb);
+    if (m->tp && m->tp->allreduce_f32) m->tp->allreduce_f32(m->tp->u, s->xb, (size_t)n * dim);
     for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
   }
   s->pos += n;
@@ -348,7 +360,12 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
   for (int t = first; t < n; t++)
     rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, &m->final_norm, dim,
             c->norm_eps, s->kern, wtmp);
-  linear(s, &m->head, s->xb, rows, logits);
+  if (m->tp && m->tp->gather_logits) { /* this rank's vocabulary rows, then everyone's */
+    linear(s, &m->head, s->xb, rows, s->logits_local);
+    m->tp->gather_logits(m->tp->u, m->tp, s->logits_local, rows, logits);
+  } else {
+    linear(s, &m->head, s->xb, rows, logits);
+  }
 }
 
 int ttq_forward(ttq_state *s, const int32_t *tokens, int n, float *logits, bool all_logits,

@@ -30,6 +30,7 @@ typedef struct ttq_state {
   float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
   float *att;  /* attention scores, [threads][max_batch][max_ctx] */
   float *normw; /* a norm weight row converted to f32, [dim] */
+  float *logits_local; /* tensor parallel: this rank's vocabulary slice of the logits */
   float *wbuf; /* one weight matrix converted to f32 for sgemm */
   size_t wbuf_len;
   int64_t n_gemm_rows; /* threshold: chunks of at least this many tokens use sgemm */

@@ -646,6 +646,7 @@ int ttq_model_load(const char *path, ttq_model **out, ttq_diag *d) {
     ttq_model_free(m);
     return rc;
   }
+  m->cfg.kv_group = m->cfg.n_heads / m->cfg.n_kv_heads;
   if (ttq_tokenizer_n_vocab(m->tok) > m->cfg.vocab) {
     rc = ttq__fail(d, TTQ_EFORMAT, "%s: tokenizer has %d tokens but the model's vocab is %d", path,
                    ttq_tokenizer_n_vocab(m->tok), m->cfg.vocab);
@@ -658,6 +659,14 @@ int ttq_model_load(const char *path, ttq_model **out, ttq_diag *d) {
 
 void ttq_model_free(ttq_model *m) {
   if (!m) return;
+  if (m->tp) { /* a shard: borrows all but its copies */
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->tp);
+    free(m->layers);
+    free(m);
+    return;
+  }
   model_src *s = m->src;
   if (s) {
     for (int i = 0; i < s->n_st; i++) ttq_st_close(&s->st[i]);

@@ -33,6 +33,11 @@ typedef struct ttq_config {
   bool add_bos;          /* prompts start with bos */
   int n_eos;
   int eos_ids[4];
+  /* Tensor parallelism (tp.h): this model's query heads start at global head head_offset, its
+   * key/value heads at kv_offset; kv_group = global n_heads / global n_kv_heads, so local query
+   * head h reads local key/value head (head_offset + h) / kv_group - kv_offset.
+   * One rank: 0, 0, n_heads / n_kv_heads. */
+  int head_offset, kv_offset, kv_group;
 } ttq_config;
 
 typedef struct ttq_layer {
@@ -52,6 +57,11 @@ struct ttq_model {
   ttq_tokenizer *tok;
   char *chat_template; /* may be NULL */
   void *src;           /* internal: the open files */
+  /* Set on a tensor-parallel shard (ttq_model_shard): the plan, owned; everything not sliced
+   * is borrowed from the full model, and the copied column slices are owned. */
+  struct ttq_tp *tp;
+  void **owned;
+  int n_owned;
 };
 
 /* Loads a model from a directory (Hugging Face layout) or a .gguf file.

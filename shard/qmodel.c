@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "tp.h"
 #include "util.h"
 
 const int ttq_proj_input[TTQ_N_PROJ] = {TTQ_IN_ATTN, TTQ_IN_ATTN, TTQ_IN_ATTN, TTQ_IN_O,
@@ -112,6 +113,7 @@ int ttq_qcfg_check(const ttq_qcfg *c, const ttq_config *mc, ttq_diag *d) {
     return ttq__fail(d, TTQ_EINVAL, "--search %d is out of range [0, 64]", c->search);
   if (c->search > 0 && c->method != TTQ_METHOD_TTQ)
     return ttq__fail(d, TTQ_EINVAL, "--search applies to ttq only");
+
   if (!(c->lambda >= 0 && c->lambda < 1e6))
     return ttq__fail(d, TTQ_EINVAL, "--lambda %g must be >= 0", c->lambda);
   return 0;
@@ -262,8 +264,12 @@ int ttq_qmodel_quantize_layer(ttq_qmodel *q, const ttq_model *m, int l, const tt
     return ttq__fail(d, TTQ_EINVAL, "awq quantization needs a calibration file (--calib)");
   const bool search = c->method == TTQ_METHOD_TTQ && c->search > 0 && samp;
   int widths[TTQ_N_INPUTS] = {m->cfg.dim, m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim, m->cfg.ffn_dim};
-  int64_t maxw = 0, maxrows = 0;
-  for (int i = 0; i < TTQ_N_INPUTS; i++) maxw = widths[i] > maxw ? widths[i] : maxw;
+  /* D is computed over the full width of each input (tensor parallel: the statistics are
+   * full-width) and used from this rank's offset. */
+  const ttq_config *fc = m->tp ? &m->tp->full : &m->cfg;
+  int64_t maxw = fc->ffn_dim, maxrows = 0;
+  if (fc->dim > maxw) maxw = fc->dim;
+  if ((int64_t)fc->n_heads * fc->head_dim > maxw) maxw = (int64_t)fc->n_heads * fc->head_dim;
   for (int p = 0; p < TTQ_N_PROJ; p++) maxrows = Q->w[p].rows > maxrows ? Q->w[p].rows : maxrows;
   int rc = 0;
   D = malloc((size_t)maxw * sizeof(float));
@@ -278,7 +284,7 @@ int ttq_qmodel_quantize_layer(ttq_qmodel *q, const ttq_model *m, int l, const tt
     goto out;
   }
   for (int i = 0; i < TTQ_N_INPUTS; i++) {
-    const int w = widths[i];
+    const int w = widths[i], off = ttq_tp_input_offset(m->tp, i);
     float *inv = Q->inv_d[i];
     if (c->method == TTQ_METHOD_RTN) {
       quantize_input(q, m, l, i, NULL, threads);
@@ -286,12 +292,13 @@ int ttq_qmodel_quantize_layer(ttq_qmodel *q, const ttq_model *m, int l, const tt
       continue;
     }
     if (c->method == TTQ_METHOD_AWQ) {
-      const float *s = awq->scale + (size_t)l * awq->layer_len;
+      const float *s = awq->scale + (size_t)l * awq->layer_len + off;
       for (int k = 0; k < i; k++) s += awq->width[k];
       memcpy(D, s, (size_t)w * sizeof(float));
       q->alpha[l * TTQ_N_INPUTS + i] = awq->alpha[l * TTQ_N_INPUTS + i];
     } else if (!search) {
       ttq_scale_from_stats(c, stats, l, i, D);
+      if (off) memmove(D, D + off, (size_t)w * sizeof(float));
       q->alpha[l * TTQ_N_INPUTS + i] = c->alpha;
     } else { /* choose alpha on the prompt's own activations */
       ttq_qcfg trial = *c;

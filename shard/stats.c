@@ -58,6 +58,19 @@ void ttq_stats_add(ttq_stats *s, int layer, int input, const float *X, int n, in
   *ttq_stats_count(s, layer, input) += n;
 }
 
+void ttq_stats_add_slice(ttq_stats *s, int layer, int input, const float *X, int n, int width,
+                         int offset, bool add_count) {
+  double *sq = ttq_stats_sumsq(s, layer, input) + offset, *ab = ttq_stats_sumabs(s, layer, input) + offset;
+  for (int t = 0; t < n; t++) {
+    const float *x = X + (size_t)t * width;
+    for (int c = 0; c < width; c++) {
+      sq[c] += (double)x[c] * x[c];
+      ab[c] += fabs((double)x[c]);
+    }
+  }
+  if (add_count) *ttq_stats_count(s, layer, input) += n;
+}
+
 int ttq_stats_merge(ttq_stats *dst, const ttq_stats *src, ttq_diag *d) {
   if (dst->len != src->len || dst->n_layers != src->n_layers)
     return ttq__fail(d, TTQ_EINVAL, "statistics of different shapes cannot be merged");

@@ -9,6 +9,7 @@
 #ifndef TTQ_STATS_H
 #define TTQ_STATS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "model.h"
 
@@ -35,6 +36,10 @@ double *ttq_stats_count(const ttq_stats *s, int layer, int input);
 
 /* Adds n rows of X (row stride ld floats, width[input] channels). Can't fail. */
 void ttq_stats_add(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld);
+/* Adds n rows of X holding channels [offset, offset + width) of the input (row stride width);
+ * the token count only when add_count. Can't fail. */
+void ttq_stats_add_slice(ttq_stats *s, int layer, int input, const float *X, int n, int width,
+                         int offset, bool add_count);
 /* dst += src (same shape, else TTQ_EINVAL). */
 int ttq_stats_merge(ttq_stats *dst, const ttq_stats *src, ttq_diag *d);
 

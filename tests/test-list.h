@@ -19,3 +19,6 @@ TEST_ENTRY(util_half_conversions)
 
 /* statistics, per-prompt quantization, low-rank, AWQ */
 #include "list-ttq.h"
+
+/* tensor parallelism (the multi-rank runs are in tests/cli/tp.sh) */
+#include "list-tp.h"
