@@ -128,11 +128,13 @@ int ttqd_cmd_bench(int argc, char **argv) {
   double best_prefill = 1e30, best_decode = 1e30, best_ttft = 1e30, best_quant = 1e30,
          best_stats = 1e30;
   int rc = 0;
+  double comm_bytes = 0, comm_calls = 0;
   for (long r = 0; r < repeat && !rc; r++) {
     double t0 = ttqd_now_ms();
     rc = ttq_engine_prefill(&eng, ids, (int)n_prompt, logits, &d);
     int32_t next = ttq_argmax(logits, m->cfg.vocab);
     double t1 = ttqd_now_ms();
+    uint64_t b0 = m->tp ? m->tp->sent_bytes : 0, c0 = m->tp ? m->tp->calls : 0;
     for (long i = 0; i < n_gen && !rc; i++) {
       rc = ttq_engine_decode(&eng, next, logits, &d);
       next = ttq_argmax(logits, m->cfg.vocab);
@@ -143,6 +145,10 @@ int ttqd_cmd_bench(int argc, char **argv) {
     if (eng.last.stats_ms < best_stats) best_stats = eng.last.stats_ms;
     if (eng.last.quant_ms < best_quant) best_quant = eng.last.quant_ms;
     if (t2 - t1 < best_decode) best_decode = t2 - t1;
+    if (m->tp) {
+      comm_bytes = (double)(m->tp->sent_bytes - b0) / (double)n_gen;
+      comm_calls = (double)(m->tp->calls - c0) / (double)n_gen;
+    }
   }
   if (rc) {
     fprintf(stderr, "ttqd bench: %s\n", d.msg);
@@ -161,11 +167,13 @@ int ttqd_cmd_bench(int argc, char **argv) {
              "\"prompt_tokens\":%ld,\"gen_tokens\":%ld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
              "\"ttft_ms\":%.2f,\"weight_bytes_per_token\":%zu,\"kv_bytes_per_token\":%zu,"
              "\"decode_gb_s\":%.2f,\"read_bandwidth_gb_s\":%.2f,\"roofline_tok_s\":%.2f,"
-             "\"roofline_share\":%.3f,\"stats_ms\":%.3f,\"quant_ms\":%.2f,\"quant_bytes\":%zu}\n",
+             "\"roofline_share\":%.3f,\"stats_ms\":%.3f,\"quant_ms\":%.2f,\"quant_bytes\":%zu,"
+             "\"ranks\":%d,\"sent_bytes_per_token_per_rank\":%.0f,\"collectives_per_token\":%.1f}\n",
              m->path, (long long)ttq_model_n_params(m), eng.st.threads, eng.st.kern->name, qs,
              n_prompt, n_gen, pf, dc, best_ttft, bpt, kv, (bpt + kv) * dc / 1e9, bw, roof,
              roof > 0 ? dc / roof : 0, best_stats, best_quant,
-             eng.has_qm ? ttq_qmodel_bytes(&eng.qm) : (size_t)0);
+             eng.has_qm ? ttq_qmodel_bytes(&eng.qm) : (size_t)0, ttqd_comm_size(), comm_bytes,
+             comm_calls);
     } else {
       printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels, %s\n", m->path,
              ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype), eng.st.threads,
@@ -175,6 +183,9 @@ int ttqd_cmd_bench(int argc, char **argv) {
              best_ttft);
       printf("decode  %ld tokens: %.1f ms, %.1f tok/s, %.2f GB/s of weights and KV cache\n", n_gen,
              best_decode, dc, (bpt + kv) * dc / 1e9);
+      if (m->tp)
+        printf("tensor parallel: %d ranks; per decoded token each rank contributes %.0f bytes to "
+               "%.0f collectives\n", ttqd_comm_size(), comm_bytes, comm_calls);
       if (bw > 0)
         printf("roofline: read bandwidth %.1f GB/s, %zu bytes per token -> %.1f tok/s; decode is "
                "%.0f%% of it\n", bw, bpt + kv, roof, 100 * dc / roof);

@@ -236,7 +236,7 @@ int ttq_awq_load(ttq_awq *a, const ttq_model *m, const char *path, ttq_diag *d) 
     rc = ttq__fail(d, TTQ_EFORMAT, "%s: not a ttq AWQ calibration file (bad header)", path);
     goto out;
   }
-  uint64_t want = m->tp ? m->tp->full_key : ttq_lowrank_key(m);
+  uint64_t want = ttq_lowrank_key(m->tp ? m->tp->full_model : m);
   if (key != want) {
     rc = ttq__fail(d, TTQ_EINVAL, "%s: made for another model (content key %016llx, this model %016llx)",
                    path, (unsigned long long)key, (unsigned long long)want);

@@ -99,6 +99,8 @@ static int calibrate(ttq_engine *e, const int32_t *ids, int n, float *logits, tt
   if (e->has_stats && e->m->tp && e->m->tp->allreduce_f64) { /* complete the statistics */
     double t1 = omp_get_wtime();
     e->m->tp->allreduce_f64(e->m->tp->u, e->stats.buf, e->stats.len);
+    e->m->tp->sent_bytes += e->stats.len * sizeof(double);
+    e->m->tp->calls++;
     e->last.stats_ms += (omp_get_wtime() - t1) * 1e3;
   }
   if (e->o.q.method == TTQ_METHOD_TTQ) {

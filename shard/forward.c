@@ -285,6 +285,13 @@ static void attention(ttq_state *s, int l, int n, int p0) {
 #undef KV_OF
 }
 
+/* Sums the partial outputs of the row-parallel projections over the ranks. */
+static void tp_allreduce(ttq_tp *tp, float *buf, size_t n) {
+  tp->allreduce_f32(tp->u, buf, n);
+  tp->sent_bytes += n * sizeof(float);
+  tp->calls++;
+}
+
 /* One chunk of n tokens (n <= max_batch) through all layers; logits of the requested rows. */
 static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *logits,
                           bool all_logits) {
@@ -336,7 +343,7 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     attention(s, l, n, p0);
     in = layer_input(s, l, TTQ_IN_O, s->att_out, n, (int)qd);
     proj(s, l, TTQ_P_O, s->att_out, in, n, s->xb);
-    if (m->tp && m->tp->allreduce_f32) m->tp->allreduce_f32(m->tp->u, s->xb, (size_t)n * dim);
+    if (m->tp && m->tp->allreduce_f32) tp_allreduce(m->tp, s->xb, (size_t)n * dim);
     for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
 
     /* MLP block */
@@ -349,7 +356,7 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     for (size_t i = 0; i < (size_t)n * c->ffn_dim; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
     in = layer_input(s, l, TTQ_IN_DOWN, s->hb, n, c->ffn_dim);
     proj(s, l, TTQ_P_DOWN, s->hb, in, n, s->xb);
-    if (m->tp && m->tp->allreduce_f32) m->tp->allreduce_f32(m->tp->u, s->xb, (size_t)n * dim);
+    if (m->tp && m->tp->allreduce_f32) tp_allreduce(m->tp, s->xb, (size_t)n * dim);
     for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
   }
   s->pos += n;
@@ -363,6 +370,8 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
   if (m->tp && m->tp->gather_logits) { /* this rank's vocabulary rows, then everyone's */
     linear(s, &m->head, s->xb, rows, s->logits_local);
     m->tp->gather_logits(m->tp->u, m->tp, s->logits_local, rows, logits);
+    m->tp->sent_bytes += (uint64_t)rows * (uint64_t)m->head.shape[0] * sizeof(float);
+    m->tp->calls++;
   } else {
     linear(s, &m->head, s->xb, rows, logits);
   }

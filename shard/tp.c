@@ -109,7 +109,7 @@ int ttq_model_shard(const ttq_model *full, const ttq_tp *tp, ttq_model **out, tt
     return ttq__fail(d, TTQ_ENOMEM, "out of memory");
   }
   *m->tp = *tp;
-  m->tp->full_key = ttq_lowrank_key(full);
+  m->tp->full_model = full;
   const ttq_config *c = &full->cfg;
   const int hd = c->head_dim;
   m->cfg.n_heads = tp->heads;

@@ -25,13 +25,15 @@ typedef struct ttq_tp {
   int kv0, kvs;     /* key/value heads held */
   int ffn0, ffn;    /* ffn channels held */
   int vocab0, vocab; /* output head rows held */
-  uint64_t full_key;  /* content key of the full model (lowrank.h), set by ttq_model_shard */
+  const struct ttq_model *full_model; /* borrowed by a shard (set by ttq_model_shard) */
   /* Collectives (all ranks call them in the same order). NULL on one rank. */
   void (*allreduce_f32)(void *u, float *buf, size_t n);  /* in place, sum */
   void (*allreduce_f64)(void *u, double *buf, size_t n); /* in place, sum */
   /* Gathers each rank's rows x vocab-slice block of logits into rows x full vocab. */
   void (*gather_logits)(void *u, const struct ttq_tp *tp, const float *local, int rows, float *full);
   void *u;
+  /* Payload of the collectives this rank took part in (bytes it contributed), and calls. */
+  uint64_t sent_bytes, calls;
 } ttq_tp;
 
 /* Plans rank `rank` of `size`. Refuses, naming the counts that work, rank counts that do not
