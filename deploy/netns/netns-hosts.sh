@@ -10,6 +10,7 @@
 #   PREFIX-br      the "switch and head node": bridge br0 with 10.231.0.1/24; run mpirun here
 #   PREFIX-h<i>    host i: loopback up, eth0 = 10.231.0.(10+i)/24, a veth whose peer vh<i>
 #                  is a port of br0 in PREFIX-br
+# MACs are fixed (02:00 + the IPv4 address) so that ARP caches stay valid when hosts are added.
 # So `ip -n PREFIX-br link set vh1 down` cuts host 1 off the network, `... up` restores it.
 # Namespaces of different prefixes are separate networks, so the same addresses can be used by
 # several prefixes at once (tell rsh-netns.sh which one with TTQ_NETNS_PREFIX).

@@ -42,6 +42,13 @@ check() {
   if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); return 1; fi
 }
 note() { echo "     $*"; }
+netdump() { # after a FAIL: the emulated network's ARP tables and bridge ports
+  local n
+  for n in $(ip netns list | awk '{print $1}' | grep -E "^$P-"); do
+    echo "       | $n neigh: $(ip -n "$n" neigh | awk '{print $1 "=" $NF}' | tr '\n' ' ')"
+  done
+  echo "       | ports: $(bridge -n "$P-br" link show 2>/dev/null | awk '{print $2, $(NF-4)}' | tr '\n' ' ')"
+}
 errs() { [ -s "$TMP/err" ] && sed -n '1,12s/^/       | /p' "$TMP/err"; return 0; } # after a FAIL
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}'; }
@@ -146,7 +153,25 @@ fault() {
     ip -n "$P-h$v" neigh show nud incomplete | grep -q . || ip -n "$P-br" neigh show nud incomplete | grep -q . || break
     sleep 0.2
   done
-  note "link of h$v restored; ARP settled after $(since "$t")s"
+  note "link of h$v restored; ARP settled after $(since "$t")s; h$v: $(ip -n "$P-h$v" neigh | awk '{print $1 "=" $NF}' | tr '\n' ' ')"
+}
+
+# recover N [WHAT]: a new ring job on N hosts succeeds after a restored link. A supervisor
+# restarts a failed job, so a second attempt is allowed, and reported: a rank's first TCP BTL
+# connect to a peer right after the restore can fail, which Open MPI 4.1 does not retry -- the
+# job hangs (3 of 6 runs before the ARP wait in fault(), 1 of the next 18 runs, none since).
+recover() {
+  local n=$1 what=${2:-after the link is restored} out try
+  for try in 1 2; do
+    out=$(mpi 15 -np "$n" "$RING" 65536 2>"$TMP/err")
+    [ "$out" = "ring ok: ranks=$n bytes=65536 rounds=1 netns=$n" ] && break
+    if [ $try = 1 ]; then
+      note "first job $what failed (retrying once): $(grep -m1 -E 'connect|rror' "$TMP/err")"
+      netdump
+      wait_no_pids 10
+    fi
+  done
+  check "$n hosts: recovery: new ring job $what: '$out'" test "$out" = "ring ok: ranks=$n bytes=65536 rounds=1 netns=$n" || { errs; netdump; }
 }
 
 suite() { # suite N: every check on N hosts (the namespaces exist, $TMP/hosts lists them)
@@ -195,8 +220,7 @@ suite() { # suite N: every check on N hosts (the namespaces exist, $TMP/hosts li
   check "$n hosts: after the cut, no process left in the namespaces (10 s)" wait_no_pids 10
   # recovery: the link is back, a new job runs on every host
   if [ -n "$RING" ]; then
-    out=$(mpi 30 -np "$n" "$RING" 65536 2>"$TMP/err")
-    check "$n hosts: recovery: new ring job after the link is restored: '$out'" test "$out" = "ring ok: ranks=$n bytes=65536 rounds=1 netns=$n" || errs
+    recover "$n"
   else
     out=$(mpi 30 -np "$n" sh -c 'ip netns identify' 2>"$TMP/err" | sort -u | wc -l)
     check "$n hosts: recovery: new job on every host after the link is restored" test "$out" -eq "$n" || errs
@@ -210,10 +234,7 @@ suite 2
 fault "sleep job, Open MPI default keepalive" 2 1 8 no sh -c 'sleep 30'
 stale=$(ns_pids)
 [ -n "${stale// /}" ] && note "processes left on the hosts after the timeout kill (they exit once their link to mpirun breaks; 'down' kills the rest): $stale"
-if [ -n "$RING" ]; then
-  out=$(mpi 30 -np 2 "$RING" 65536 2>"$TMP/err")
-  check "2 hosts: recovery after a timeout kill: '$out'" test "$out" = "ring ok: ranks=2 bytes=65536 rounds=1 netns=2" || errs
-fi
+[ -n "$RING" ] && recover 2 "after a timeout kill"
 
 "$HOSTS_SH" up 3 "$P" >"$TMP/hosts" 2>"$TMP/err"
 rc=$?
