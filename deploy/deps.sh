@@ -11,6 +11,16 @@ PACKAGES=(
   libopenblas-dev liblapacke-dev
   libpcre2-dev libjansson-dev zlib1g-dev
 )
+# Further packages by purpose (fuzzing, deployment checks): one name per line in
+# deploy/deps.d/*.list, '#' starts a comment.
+here=$(cd "$(dirname "$0")" && pwd)
+for list in "$here"/deps.d/*.list; do
+  [ -e "$list" ] || continue
+  while read -r p _; do
+    case "$p" in ''|'#'*) continue ;; esac
+    PACKAGES+=("$p")
+  done <"$list"
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do

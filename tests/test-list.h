@@ -22,3 +22,6 @@ TEST_ENTRY(util_half_conversions)
 
 /* tensor parallelism (the multi-rank runs are in tests/cli/tp.sh) */
 #include "list-tp.h"
+
+/* chat templates */
+#include "list-chat.h"

@@ -1,0 +1,1 @@
+/* list-chat.h -- tests of shard/chat.c (chat template rendering). */
