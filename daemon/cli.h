@@ -65,5 +65,6 @@ int ttqd_cmd_inspect(int argc, char **argv);
 int ttqd_cmd_synth(int argc, char **argv);
 int ttqd_cmd_bench(int argc, char **argv);
 int ttqd_cmd_calibrate(int argc, char **argv);
+int ttqd_cmd_serve(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "comm.h"
 #include "sampler.h"
+#include "textstream.h"
 
 static const char run_usage[] =
     "usage: ttqd run --model PATH [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -25,45 +26,12 @@ static const char run_usage[] =
     TTQD_QUANT_USAGE
     "PROMPT '-' reads the prompt from stdin.\n";
 
-#define MAX_STOPS 8
-
-/* Writes out the part of `pend` that can no longer start a stop string; returns 1 when a stop
- * string was found (text before it written). */
-static int emit(char *pend, size_t *np, char **stops, int n_stops, bool final) {
-  size_t n = *np;
-  size_t cut = n, hold = 0;
-  int hit = 0;
-  for (int i = 0; i < n_stops; i++) {
-    char *at = memmem(pend, n, stops[i], strlen(stops[i]));
-    if (at && (size_t)(at - pend) < cut) {
-      cut = (size_t)(at - pend);
-      hit = 1;
-    }
-  }
-  if (!hit && !final) {
-    for (int i = 0; i < n_stops; i++) {
-      size_t L = strlen(stops[i]);
-      for (size_t k = L - 1; k > hold; k--)
-        if (k <= n && memcmp(pend + n - k, stops[i], k) == 0) {
-          hold = k;
-          break;
-        }
-    }
-    cut = n - hold;
-  }
-  fwrite(pend, 1, cut, stdout);
-  fflush(stdout);
-  memmove(pend, pend + cut, n - cut);
-  *np = hit ? 0 : n - cut;
-  return hit;
-}
-
 int ttqd_cmd_run(int argc, char **argv) {
   const char *model_path = NULL;
   long n_gen = 64, top_k = 40, threads = 0;
   double temp = 0.8, top_p = 0.95;
   uint64_t seed = 0;
-  char *stops[MAX_STOPS];
+  const char *stops[TTQD_MAX_STOPS];
   int n_stops = 0;
   bool quiet = false;
   const char *logits_out = NULL;
@@ -88,8 +56,9 @@ int ttqd_cmd_run(int argc, char **argv) {
     case 'p': if (ttqd_parse_float("run", "--top-p", optarg, 1e-9, 1, &top_p)) return TTQD_EXIT_USAGE; break;
     case 's': if (ttqd_parse_u64("run", "--seed", optarg, &seed)) return TTQD_EXIT_USAGE; break;
     case 'S':
-      if (n_stops == MAX_STOPS || !*optarg) {
-        fprintf(stderr, "ttqd run: --stop: at most %d non-empty stop strings\n", MAX_STOPS);
+      if (n_stops == TTQD_MAX_STOPS || !*optarg || strlen(optarg) > TTQD_MAX_STOP_BYTES) {
+        fprintf(stderr, "ttqd run: --stop: at most %d non-empty stop strings of at most %d bytes\n",
+                TTQD_MAX_STOPS, TTQD_MAX_STOP_BYTES);
         return TTQD_EXIT_USAGE;
       }
       stops[n_stops++] = optarg;
@@ -170,15 +139,17 @@ int ttqd_cmd_run(int argc, char **argv) {
     goto out;
   }
   double t_prefill = eng.last.prefill_ms, t_first = 0;
-  ttq_detok dt;
-  ttq_detok_init(&dt, m->tok);
-  size_t cap = 4096, np = 0;
-  char *pend = malloc(cap);
+  ttqd_textstream ts;
+  if (ttqd_textstream_init(&ts, m->tok, stops, n_stops)) {
+    fprintf(stderr, "ttqd run: out of memory\n");
+    goto out;
+  }
   int generated = 0;
-  const char *finish = "length";
+  const char *finish = "length", *text;
+  size_t text_len;
   if (logits_out && ttqd_comm_rank() == 0 && !(lf = fopen(logits_out, "wb"))) {
     fprintf(stderr, "ttqd run: --logits-out: cannot create %s\n", logits_out);
-    free(pend);
+    ttqd_textstream_free(&ts);
     goto out;
   }
   double t1 = ttqd_now_ms();
@@ -191,35 +162,28 @@ int ttqd_cmd_run(int argc, char **argv) {
       finish = "eos";
       break;
     }
-    char piece[512];
-    int k = ttq_detok_push(&dt, next, piece, sizeof piece);
-    if (k > 0) {
-      if (np + (size_t)k > cap) pend = realloc(pend, cap = (np + (size_t)k) * 2);
-      memcpy(pend + np, piece, (size_t)k);
-      np += (size_t)k;
-      if (emit(pend, &np, stops, n_stops, false)) {
-        finish = "stop";
-        break;
-      }
+    int hit = ttqd_textstream_push(&ts, next, &text, &text_len);
+    if (hit < 0) {
+      fprintf(stderr, "ttqd run: %s\n", ttq_strerror(hit));
+      ttqd_textstream_free(&ts);
+      goto out;
+    }
+    fwrite(text, 1, text_len, stdout);
+    fflush(stdout);
+    if (hit) {
+      finish = "stop";
+      break;
     }
     if (i + 1 == n_gen) break;
     if (ttq_engine_decode(&eng, next, logits, &d)) {
       fprintf(stderr, "ttqd run: %s\n", d.msg);
-      free(pend);
+      ttqd_textstream_free(&ts);
       goto out;
     }
   }
-  if (strcmp(finish, "stop") != 0) {
-    char tail[64];
-    int k = ttq_detok_flush(&dt, tail, sizeof tail);
-    if (k > 0) {
-      if (np + (size_t)k > cap) pend = realloc(pend, cap = np + (size_t)k);
-      memcpy(pend + np, tail, (size_t)k);
-      np += (size_t)k;
-    }
-    emit(pend, &np, stops, n_stops, true);
-  }
-  free(pend);
+  if (ttqd_textstream_finish(&ts, &text, &text_len) == 0) fwrite(text, 1, text_len, stdout);
+  fflush(stdout);
+  ttqd_textstream_free(&ts);
   if (lf && fclose(lf) != 0) {
     fprintf(stderr, "ttqd run: --logits-out: write failed\n");
     lf = NULL;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -35,6 +36,30 @@ static bool all_ok(bool ok) {
   MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   if (!v) g_comm.agreed_failure = true;
   return v != 0;
+}
+
+bool ttqd_comm_agree(bool ok) { return all_ok(ok); }
+
+void ttqd_comm_bcast(void *buf, int bytes, bool idle_wait) {
+  if (!g_comm.mpi || g_comm.size == 1) return;
+  if (!idle_wait) {
+    MPI_Bcast(buf, bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    return;
+  }
+  /* Nonblocking collectives never match blocking ones: the root uses MPI_Ibcast too. */
+  MPI_Request req;
+  MPI_Ibcast(buf, bytes, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+  if (g_comm.rank == 0) {
+    MPI_Wait(&req, MPI_STATUS_IGNORE);
+    return;
+  }
+  for (;;) {
+    int done = 0;
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+  }
 }
 
 static void allreduce_f32(void *u, float *buf, size_t n) {

@@ -17,6 +17,12 @@ int ttqd_comm_size(void);
 /* True when every rank knows the command failed (no MPI_Abort needed). */
 bool ttqd_comm_agreed_failure(void);
 
+/* Every rank learns whether all ranks passed ok (a collective; trivially ok on one rank). */
+bool ttqd_comm_agree(bool ok);
+/* Broadcasts `bytes` bytes from rank 0 (a collective). With idle_wait, ranks other than 0 wait
+ * by polling every millisecond instead of spinning, for the long waits between requests. */
+void ttqd_comm_bcast(void *buf, int bytes, bool idle_wait);
+
 /* Loads the model; on more than one rank, also plans this rank's slice (row-parallel
  * boundaries on multiples of `align`) and returns the shard in *shard (the full model in
  * *full must outlive it). On one rank *shard == *full. Prints the reason and returns -1 on

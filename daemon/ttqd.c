@@ -15,6 +15,7 @@ static const char usage[] =
     "usage: ttqd COMMAND [OPTIONS]\n"
     "\n"
     "commands:\n"
+    "  serve       the daemon: serve requests from ttq clients (docs/PROTOCOL.md)\n"
     "  run         generate text from a prompt locally\n"
     "  perplexity  score documents (golden protocol)\n"
     "  tokenize    stdin text to token ids\n"
@@ -47,7 +48,7 @@ int main(int argc, char **argv) {
   } cmds[] = {{"run", ttqd_cmd_run},         {"perplexity", ttqd_cmd_perplexity},
               {"tokenize", ttqd_cmd_tokenize}, {"inspect", ttqd_cmd_inspect},
               {"synth", ttqd_cmd_synth},     {"bench", ttqd_cmd_bench},
-              {"calibrate", ttqd_cmd_calibrate}};
+              {"calibrate", ttqd_cmd_calibrate}, {"serve", ttqd_cmd_serve}};
   int (*fn)(int, char **) = NULL;
   for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
     if (!strcmp(cmds[i].name, cmd)) fn = cmds[i].fn;
@@ -62,7 +63,8 @@ int main(int argc, char **argv) {
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    static const char *const tp_cmds[] = {"run", "perplexity", "bench", "tokenize", "inspect"};
+    static const char *const tp_cmds[] = {"run", "perplexity", "bench", "tokenize", "inspect",
+                                              "serve"};
     bool tp_ok = false;
     for (size_t i = 0; i < sizeof tp_cmds / sizeof *tp_cmds; i++) tp_ok |= !strcmp(cmd, tp_cmds[i]);
     if (size > 1 && !tp_ok) {
@@ -74,7 +76,9 @@ int main(int argc, char **argv) {
     /* Every rank runs the same program on the same input; rank 0 alone speaks. */
     if (rank > 0) {
       if (!freopen("/dev/null", "w", stdout)) return TTQD_EXIT_FAIL;
-      if (!getenv("TTQD_ALL_RANKS_STDERR") && !freopen("/dev/null", "w", stderr))
+      /* serve: the other ranks speak only when something fails, and then it matters */
+      if (!getenv("TTQD_ALL_RANKS_STDERR") && strcmp(cmd, "serve") != 0 &&
+          !freopen("/dev/null", "w", stderr))
         return TTQD_EXIT_FAIL;
     }
   }
