@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MODEL      ?= models/tinyqwen3-mix
 PROMPT     ?= In the beginning God created
 
-.PHONY: all deps build build-asan test test-asan demo bench clean
+.PHONY: all deps build build-asan test test-asan demo demo-tools bench clean
 
 all: build
 
@@ -33,15 +33,14 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure --timeout 900 -j$(JOBS) -LE slow
 
+# The service on the bundled model: a 2-rank daemon, a streamed generation through the client,
+# the figures, a clean stop (docs/demo.sh). `make demo-tools` shows the offline tools.
 demo: build
+	@BUILD=$(BUILD) MODEL=$(MODEL) PROMPT="$(PROMPT)" bash docs/demo.sh
+
+demo-tools: build
 	@echo "== ttqd inspect --model $(MODEL) --quant ttq --bits 4 --group 32"
 	@./$(BUILD)/ttqd inspect --model $(MODEL) --quant ttq --bits 4 --group 32
-	@echo
-	@echo "== full precision: ttqd run --model $(MODEL) -n 48 --temperature 0 \"$(PROMPT)\""
-	@./$(BUILD)/ttqd run --model $(MODEL) -n 48 --temperature 0 "$(PROMPT)"
-	@echo
-	@echo "== quantized for this prompt (TTQ, 4 bits): ttqd run ... --quant ttq --bits 4"
-	@./$(BUILD)/ttqd run --model $(MODEL) -n 48 --temperature 0 --quant ttq --bits 4 "$(PROMPT)"
 	@echo
 	@echo "== speed: ttqd bench (fp, then ttq W4 g32)"
 	@./$(BUILD)/ttqd bench --model $(MODEL) --prompt-tokens 128 --gen-tokens 64 --repeat 3
