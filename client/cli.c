@@ -126,9 +126,10 @@ int ttqc_parse_u64(const char *cmd, const char *flag, const char *val, uint64_t 
 int ttqc_parse_id(const char *cmd, const char *flag, const char *val) {
   size_t n = strlen(val);
   bool ok = n >= 1 && n <= 64;
-  for (size_t i = 0; ok && i < n; i++) ok = val[i] >= 0x20 && val[i] <= 0x7e;
+  for (size_t i = 0; ok && i < n; i++) ok = val[i] > 0x20 && val[i] <= 0x7e;
   if (!ok) {
-    fprintf(stderr, "ttq %s: %s: a request id is 1..64 printable ASCII characters\n", cmd, flag);
+    fprintf(stderr, "ttq %s: %s: a request id is 1..64 printable ASCII characters, no spaces\n",
+            cmd, flag);
     return TTQC_E_USAGE;
   }
   return 0;

@@ -75,7 +75,7 @@ int ttqc_parse_long(const char *cmd, const char *flag, const char *val, long lo,
 int ttqc_parse_double(const char *cmd, const char *flag, const char *val, double lo, double hi,
                       bool lo_open, double *out);
 int ttqc_parse_u64(const char *cmd, const char *flag, const char *val, uint64_t *out);
-/* A request id: 1..64 printable ASCII characters (0x20..0x7e). */
+/* A request id: 1..64 printable ASCII characters, no spaces (0x21..0x7e). */
 int ttqc_parse_id(const char *cmd, const char *flag, const char *val);
 /* Prints "ttq CMD: unknown option / missing value ..." for getopt's '?' or ':' result. */
 void ttqc_bad_option(const char *cmd, int c, int optopt_, const char *arg);

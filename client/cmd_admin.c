@@ -227,6 +227,7 @@ static const char keygen_usage[] =
     "  --force               overwrite existing files\n";
 
 int ttqc_cmd_keygen(int argc, char **argv, volatile sig_atomic_t *sig) {
+  (void)sig; /* keygen talks to nobody: nothing to interrupt */
   static const struct option opts[] = {{"out", required_argument, 0, TTQC_OPT_OUT},
                                        {"force", no_argument, 0, TTQC_OPT_FORCE},
                                        {"help", no_argument, 0, 'h'},

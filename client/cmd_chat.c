@@ -203,11 +203,14 @@ int ttqc_cmd_chat(int argc, char **argv, volatile sig_atomic_t *sig) {
       rc = ttqc_fail(&err, TTQC_E_FAIL, "out of memory");
     else if (rc) history_pop(&h); /* the user message of a failed turn */
     free(t.text);
-    if (t.oom) rc = ttqc_fail(&err, TTQC_E_FAIL, "out of memory");
-    else if (rc == TTQC_E_INTR && *sig == SIGINT) {
-      fprintf(stderr, "ttq chat: reply cancelled\n");
-      *sig = 0;
-      rc = 0;
+    if (t.oom) {
+      rc = ttqc_fail(&err, TTQC_E_FAIL, "out of memory");
+    } else if (rc == TTQC_E_INTR) {
+      if (*sig == SIGINT) { /* Ctrl-C: this reply only; SIGTERM ends the session */
+        fprintf(stderr, "ttq chat: reply cancelled\n");
+        *sig = 0;
+        rc = 0;
+      }
     } else if (rc && t.got_error && rc != TTQC_E_UNAVAILABLE) {
       fprintf(stderr, "ttq chat: %s\n", err.msg); /* the turn failed; the session goes on */
       rc = 0;

@@ -22,7 +22,7 @@ static const char generate_usage[] =
     "  --json                one JSON object per line on stdout: {\"type\":\"chunk\",...} per\n"
     "                        chunk, then {\"type\":\"done\",...} or {\"type\":\"error\",...}\n"
     "  --quiet               no figures line\n"
-    "  --id ID               the request id (1..64 printable ASCII; default: random)\n"
+    "  --id ID               the request id (1..64 printable ASCII, no spaces; default: random)\n"
     TTQC_GEN_USAGE TTQC_COMMON_USAGE
     "  (generate: --timeout default 30, --retries default 3)\n"
     "Ctrl-C or SIGTERM cancels the request and exits 130. Exit codes: ttq --help.\n";

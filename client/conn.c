@@ -27,6 +27,7 @@ struct ttqc_conn {
   bool connected_seen;   /* a TCP/IPC connection was made at least once */
   bool ready_seen;       /* a handshake succeeded at least once */
   bool refused_seen;     /* a connection attempt failed (nothing listening?) */
+  unsigned disconnects;  /* ZMQ_EVENT_DISCONNECTED seen so far */
   int fail_event;        /* the fatal handshake failure, 0 = none */
   uint32_t fail_value;
   int no_detail;         /* handshake failures without detail so far */
@@ -210,6 +211,7 @@ static int drain_monitor(ttqc_conn *c, ttqc_err *err) {
     switch (ev) {
     case ZMQ_EVENT_CONNECTED: c->connected_seen = true; break;
     case ZMQ_EVENT_CONNECT_RETRIED: c->refused_seen = true; break;
+    case ZMQ_EVENT_DISCONNECTED: c->disconnects++; break;
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: c->ready_seen = true; c->no_detail = 0; break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -293,9 +295,13 @@ int ttqc_conn_send(ttqc_conn *c, const Ttq__Request *r, double deadline_ms, bool
 int ttqc_conn_recv(ttqc_conn *c, const char *id, double deadline_ms, bool interruptible,
                    Ttq__Response **out, ttqc_err *err) {
   *out = NULL;
+  unsigned disconnects = c->disconnects;
   for (;;) {
     int rc = poll_slice(c, ZMQ_POLLIN, deadline_ms, interruptible, err);
     if (rc < 0) return rc;
+    if (c->disconnects != disconnects && !(rc & ZMQ_POLLIN)) /* answers already here come first */
+      return ttqc_fail(err, TTQC_E_UNREACHABLE, "the connection to ttqd at %s was lost (the "
+                       "daemon stopped or restarted)", c->endpoint);
     while (rc & ZMQ_POLLIN) {
       zmq_msg_t m;
       zmq_msg_init(&m);

@@ -84,6 +84,7 @@ static int stream(ttqc_conn *c, const Ttq__Request *req, const ttqc_rpc_opts *o,
       return ttqc_fail(err, TTQC_E_TIMEOUT, "no answer from ttqd at %s within %.3g s "
                        "(--timeout)", ttqc_conn_endpoint(c), o->timeout_ms / 1e3);
     }
+    if (rc == TTQC_E_UNREACHABLE && !res->got_chunk) *retry = RETRY; /* lost before any output */
     if (rc) return rc;
     last_at = ttqc_now_ms();
     if (!res->t_first_ms) res->t_first_ms = last_at;

@@ -45,27 +45,31 @@ static int ensure_engine(ttqd_exec *x, const ttq_qcfg *q, ttq_diag *d) {
 
 /* ---- rank 0: replies ---- */
 
-static void send_reply(ttqd_exec *x, const ttqd_job *j, Ttq__Response *r) {
+/* Sends a reply. A final one (Done, Error) is sent only by whoever claims it first (the
+ * executor or the front end's watchdog); chunks stop once it is claimed. Returns whether sent. */
+static bool send_reply(ttqd_exec *x, ttqd_job *j, Ttq__Response *r, bool final) {
+  if (final ? !ttqd_job_claim_reply(j) : atomic_load(&j->replied) != 0) return false;
   r->request_id = (char *)j->id;
   size_t n = ttq__response__get_packed_size(r);
   uint8_t stackbuf[1024], *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
-  if (!buf) return;
+  if (!buf) return false;
   ttq__response__pack(r, buf);
   uint8_t env = j->envelope ? 1 : 0;
   zmq_send(x->out, j->peer, j->peer_len, ZMQ_SNDMORE);
   zmq_send(x->out, &env, 1, ZMQ_SNDMORE);
   zmq_send(x->out, buf, n, 0);
   if (buf != stackbuf) free(buf);
+  return true;
 }
 
-static void send_error(ttqd_exec *x, const ttqd_job *j, int code, const char *msg) {
+static bool send_error(ttqd_exec *x, ttqd_job *j, int code, const char *msg) {
   Ttq__Response r = TTQ__RESPONSE__INIT;
   Ttq__Error e = TTQ__ERROR__INIT;
   e.code = (Ttq__Error__Code)code;
   e.message = (char *)msg;
   r.kind_case = TTQ__RESPONSE__KIND_ERROR;
   r.error = &e;
-  send_reply(x, j, &r);
+  return send_reply(x, j, &r, true);
 }
 
 static ttqd_outcome outcome_of(int code) {
@@ -120,10 +124,11 @@ static void log_job(const ttqd_exec *x, const ttqd_job *j, const job_figures *f,
           f->finish ? " finish=" : "", f->finish ? f->finish : "", detail ? detail : "");
 }
 
-/* Ends a job with an error reply (and the metrics and log line that go with it). */
+/* Ends a job with an error reply (and the metrics and log line that go with it), unless the
+ * front end's watchdog already answered for it. */
 static void fail_job(ttqd_exec *x, ttqd_job *j, job_figures *f, int code, const char *msg) {
   f->t_end = ttqd_now_ms();
-  send_error(x, j, code, msg);
+  if (!send_error(x, j, code, msg)) return;
   ttqd_metrics_count(x->met, outcome_of(code));
   ttqd_metrics_generation(x->met, j->n_prompt, f->generated, f->t_start - j->t_arrival_ms,
                           f->t_first > 0 ? f->t_first - j->t_arrival_ms : -1, f->prefill_ms,
@@ -134,7 +139,7 @@ static void fail_job(ttqd_exec *x, ttqd_job *j, job_figures *f, int code, const 
           detail);
 }
 
-static void send_chunk(ttqd_exec *x, const ttqd_job *j, int32_t tok, const char *text,
+static void send_chunk(ttqd_exec *x, ttqd_job *j, int32_t tok, const char *text,
                        size_t len, uint32_t index) {
   Ttq__Response r = TTQ__RESPONSE__INIT;
   Ttq__TokenChunk c = TTQ__TOKEN_CHUNK__INIT;
@@ -149,11 +154,12 @@ static void send_chunk(ttqd_exec *x, const ttqd_job *j, int32_t tok, const char 
   c.index = index;
   r.kind_case = TTQ__RESPONSE__KIND_CHUNK;
   r.chunk = &c;
-  send_reply(x, j, &r);
+  send_reply(x, j, &r, false);
   if (t != buf) free(t);
 }
 
-static void send_done(ttqd_exec *x, ttqd_job *j, const job_figures *f) {
+/* Returns false when the front end's watchdog already answered for the job. */
+static bool send_done(ttqd_exec *x, ttqd_job *j, const job_figures *f) {
   Ttq__Response r = TTQ__RESPONSE__INIT;
   Ttq__Done dn = TTQ__DONE__INIT;
   Ttq__Quantization qm;
@@ -176,7 +182,7 @@ static void send_done(ttqd_exec *x, ttqd_job *j, const job_figures *f) {
   dn.finish_reason = (char *)f->finish;
   r.kind_case = TTQ__RESPONSE__KIND_DONE;
   r.done = &dn;
-  send_reply(x, j, &r);
+  return send_reply(x, j, &r, true);
 }
 
 /* Decode loop on rank 0: sample, stream, broadcast the token, step. Returns 0 when the job
@@ -223,6 +229,7 @@ static int generate(ttqd_exec *x, ttqd_job *j, job_figures *f, char *err, size_t
       break;
     }
     if (i + 1 == j->max_tokens) break;
+    ttqd_jobq_progress(x->q, ttqd_now_ms());
     int why = stop_reason(j, ttqd_now_ms());
     if (why) {
       rc = why;
@@ -275,6 +282,7 @@ static int run_job_root(ttqd_exec *x, ttqd_job *j) {
     fail_job(x, j, &f, TTQ__ERROR__CODE__INTERNAL, msg);
     return x->ranks > 1 ? -1 : 0;
   }
+  ttqd_jobq_progress(x->q, ttqd_now_ms());
   f.prefill_ms = x->eng.last.prefill_ms;
   f.stats_ms = x->eng.last.stats_ms;
   f.quant_ms = x->eng.last.quant_ms;
@@ -293,7 +301,7 @@ static int run_job_root(ttqd_exec *x, ttqd_job *j) {
     fail_job(x, j, &f, code, msg);
     return 0;
   }
-  send_done(x, j, &f);
+  if (!send_done(x, j, &f)) return 0;
   ttqd_metrics_count(x->met, TTQD_OUT_OK);
   ttqd_metrics_generation(x->met, j->n_prompt, f.generated, f.t_start - j->t_arrival_ms,
                           f.t_first - j->t_arrival_ms, f.prefill_ms, f.quant_ms,

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "cli.h"
@@ -256,7 +258,7 @@ static void handle_health(ttqd_frontend *f, const void *peer, size_t plen, bool 
   h.queue_capacity = (uint32_t)f->cfg->queue_depth;
   h.uptime_s = (ttqd_now_ms() - f->start_ms) / 1e3;
   h.version = TTQ_VERSION;
-  h.state = f->draining ? "draining" : "serving";
+  h.state = f->draining ? "draining" : f->stalled ? "stalled" : "serving";
   h.running_id = running ? rid : NULL;
   h.threads = (uint32_t)(f->cfg->threads > 0 ? f->cfg->threads : ttqd_default_threads());
   r.kind_case = TTQ__RESPONSE__KIND_HEALTH;
@@ -312,9 +314,10 @@ static void handle_cancel(ttqd_frontend *f, const void *peer, size_t plen, bool 
 
 static void handle_generate(ttqd_frontend *f, const void *peer, size_t plen, bool env,
                             const char *id, const Ttq__GenerateRequest *g) {
-  if (f->draining) {
+  if (f->draining || f->stalled) {
     refuse_generate(f, peer, plen, env, id, TTQ__ERROR__CODE__UNAVAILABLE,
-                    "the daemon is shutting down; retry");
+                    f->draining ? "the daemon is shutting down; retry"
+                                : "the daemon's ranks are not responding; retry");
     return;
   }
   ttqd_job *j;
@@ -561,6 +564,58 @@ static void handle_http(ttqd_frontend *f) {
   zmq_msg_close(&data);
 }
 
+/* ---------- watchdog: ranks that stop making progress ---------- */
+
+/* Leaves without waiting for the executor, which is stuck in a collective: the replies already
+ * queued get a moment to leave, then rank 0 exits and mpirun takes the job down. */
+static void exit_stalled(ttqd_frontend *f, double stalled_ms) {
+  ttqd_job **removed;
+  int nr;
+  ttqd_jobq_abort_all(f->q, TTQD_CANCEL_STALLED, &removed, &nr);
+  end_removed(f, removed, nr, TTQ__ERROR__CODE__UNAVAILABLE,
+              "the daemon is restarting: its ranks stopped responding; retry");
+  fprintf(stderr, "ttqd: exiting (75): no progress from the ranks for %.0f ms%s\n", stalled_ms,
+          f->draining ? " while shutting down" : "");
+  int linger = 500;
+  zmq_setsockopt(f->router, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(f->router);
+  struct timespec ts = {0, 300000000L};
+  nanosleep(&ts, NULL);
+  _exit(75);
+}
+
+/* While a job runs, the executor reports progress at every step. Without progress for
+ * stall-timeout-ms (2 s while draining: mpirun's SIGTERM after a rank died looks like this) the
+ * running request is answered UNAVAILABLE here and new ones are refused; if progress resumes
+ * (a link came back) the daemon serves again; after stall-exit-ms (at once while draining) rank
+ * 0 exits so that the supervisor restarts the job. */
+static void check_stall(ttqd_frontend *f) {
+  double now = ttqd_now_ms(), idle = ttqd_jobq_stalled_ms(f->q, now);
+  double limit = (double)f->cfg->stall_timeout_ms;
+  if (f->draining && limit > 2000) limit = 2000;
+  if (idle <= limit) {
+    if (f->stalled) fprintf(stderr, "ttqd: the ranks are making progress again\n");
+    f->stalled = false;
+    return;
+  }
+  if (!f->stalled) {
+    f->stalled = true;
+    fprintf(stderr, "ttqd: no progress from the ranks for %.0f ms: a rank or a link is down\n", idle);
+    char id[TTQD_ID_MAX + 1];
+    uint8_t peer[TTQD_PEER_MAX];
+    size_t plen;
+    bool env;
+    if (ttqd_jobq_claim_running(f->q, TTQD_CANCEL_STALLED, id, peer, &plen, &env)) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "the daemon's ranks stopped responding (no progress for %.0f ms); "
+                                "retry", idle);
+      refuse_generate(f, peer, plen, env, id, TTQ__ERROR__CODE__UNAVAILABLE, msg);
+    }
+  }
+  if (f->draining || (f->cfg->stall_exit_ms > 0 && idle > (double)f->cfg->stall_exit_ms))
+    exit_stalled(f, idle);
+}
+
 /* ---------- drain (SIGTERM) ---------- */
 
 static void check_drain(ttqd_frontend *f) {
@@ -616,6 +671,7 @@ static void *frontend_main(void *arg) {
     if (zap_i >= 0 && items[zap_i].revents) handle_zap(f);
     if (http_i >= 0 && items[http_i].revents) handle_http(f);
     check_drain(f);
+    check_stall(f);
   }
   return NULL;
 }

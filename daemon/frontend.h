@@ -44,6 +44,7 @@ typedef struct ttqd_frontend {
   double start_ms;
   int signals_seen;
   bool draining, aborted, closed, executor_done;
+  bool stalled;               /* the running job stopped making progress (watchdog) */
   double drain_deadline_ms;
   uint64_t next_id;
   pthread_t thread;

@@ -1,6 +1,8 @@
 /* jobq.c -- generation jobs and their bounded queue; see jobq.h. */
 #include "jobq.h"
 
+#include "cli.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,11 @@ void ttqd_job_free(ttqd_job *j) {
 void ttqd_job_cancel(ttqd_job *j, ttqd_cancel why) {
   int none = TTQD_CANCEL_NONE;
   atomic_compare_exchange_strong(&j->cancel, &none, (int)why);
+}
+
+bool ttqd_job_claim_reply(ttqd_job *j) {
+  int no = 0;
+  return atomic_compare_exchange_strong(&j->replied, &no, 1);
 }
 
 int ttqd_jobq_init(ttqd_jobq *q, int cap) {
@@ -86,6 +93,7 @@ ttqd_job *ttqd_jobq_pop(ttqd_jobq *q, int timeout_ms, bool *closed) {
   if (q->n > 0) {
     j = remove_at(q, 0);
     q->running = j;
+    ttqd_jobq_progress(q, ttqd_now_ms());
   }
   *closed = q->closed && q->n == 0 && !j;
   pthread_mutex_unlock(&q->mu);
@@ -166,6 +174,34 @@ void ttqd_jobq_status(ttqd_jobq *q, int *depth, bool *running, char id_out[TTQD_
     if (q->running) memcpy(id_out, q->running->id, sizeof q->running->id);
   }
   pthread_mutex_unlock(&q->mu);
+}
+
+void ttqd_jobq_progress(ttqd_jobq *q, double now_ms) {
+  atomic_store(&q->progress_ms, (long long)now_ms);
+}
+
+double ttqd_jobq_stalled_ms(ttqd_jobq *q, double now_ms) {
+  pthread_mutex_lock(&q->mu);
+  bool running = q->running != NULL;
+  pthread_mutex_unlock(&q->mu);
+  return running ? now_ms - (double)atomic_load(&q->progress_ms) : 0;
+}
+
+int ttqd_jobq_claim_running(ttqd_jobq *q, ttqd_cancel why, char id[TTQD_ID_MAX + 1],
+                            uint8_t peer[TTQD_PEER_MAX], size_t *peer_len, bool *envelope) {
+  int claimed = 0;
+  pthread_mutex_lock(&q->mu);
+  ttqd_job *j = q->running;
+  if (j && ttqd_job_claim_reply(j)) {
+    ttqd_job_cancel(j, why);
+    memcpy(id, j->id, sizeof j->id);
+    memcpy(peer, j->peer, j->peer_len);
+    *peer_len = j->peer_len;
+    *envelope = j->envelope;
+    claimed = 1;
+  }
+  pthread_mutex_unlock(&q->mu);
+  return claimed;
 }
 
 void ttqd_jobq_close(ttqd_jobq *q) {

@@ -29,7 +29,8 @@ typedef enum ttqd_cancel {
   TTQD_CANCEL_GONE,     /* the client disconnected */
   TTQD_CANCEL_SLOW,     /* the client stopped reading (its send queue is full) */
   TTQD_CANCEL_DEADLINE, /* past the request's deadline */
-  TTQD_CANCEL_SHUTDOWN  /* the daemon's grace period ended */
+  TTQD_CANCEL_SHUTDOWN, /* the daemon's grace period ended */
+  TTQD_CANCEL_STALLED   /* the ranks stopped making progress; the front end replied */
 } ttqd_cancel;
 
 typedef struct ttqd_job {
@@ -48,11 +49,14 @@ typedef struct ttqd_job {
   double t_arrival_ms;         /* ttqd_now_ms() at arrival */
   double t_deadline_ms;        /* absolute */
   atomic_int cancel;           /* ttqd_cancel */
+  atomic_int replied;          /* 1 once the final reply (Done or Error) is claimed */
 } ttqd_job;
 
 void ttqd_job_free(ttqd_job *j);
 /* Sets the cancel reason unless one is set already. */
 void ttqd_job_cancel(ttqd_job *j, ttqd_cancel why);
+/* Claims the right to send the job's final reply: true exactly once per job. */
+bool ttqd_job_claim_reply(ttqd_job *j);
 
 typedef struct ttqd_jobq {
   pthread_mutex_t mu;
@@ -61,6 +65,7 @@ typedef struct ttqd_jobq {
   int cap, head, n;
   ttqd_job *running;
   bool closed; /* no more pushes; pop returns NULL once the queue is empty */
+  atomic_llong progress_ms; /* when the executor last made progress (ttqd_now_ms, truncated) */
 } ttqd_jobq;
 
 int ttqd_jobq_init(ttqd_jobq *q, int cap);
@@ -87,5 +92,15 @@ void ttqd_jobq_abort_all(ttqd_jobq *q, ttqd_cancel why, ttqd_job ***removed, int
 /* Queue depth (running excluded), whether a job runs, and its id (copied into id_out). */
 void ttqd_jobq_status(ttqd_jobq *q, int *depth, bool *running, char id_out[TTQD_ID_MAX + 1]);
 void ttqd_jobq_close(ttqd_jobq *q);
+
+/* The executor calls this at every step (prefill start and end, each token). */
+void ttqd_jobq_progress(ttqd_jobq *q, double now_ms);
+/* Milliseconds since the last progress while a job runs; 0 when none runs. */
+double ttqd_jobq_stalled_ms(ttqd_jobq *q, double now_ms);
+/* Claims the running job's final reply for the caller (the front end's watchdog): on success
+ * copies its id, peer and envelope flag out, cancels it (why) and returns 1; 0 when no job runs
+ * or its reply is already claimed. */
+int ttqd_jobq_claim_running(ttqd_jobq *q, ttqd_cancel why, char id[TTQD_ID_MAX + 1],
+                            uint8_t peer[TTQD_PEER_MAX], size_t *peer_len, bool *envelope);
 
 #endif

@@ -112,7 +112,23 @@ static int sampling_from_msg(const ttqd_req_ctx *c, const Ttq__GenerateRequest *
   return 0;
 }
 
-/* The prompt text: the raw prompt, or the messages rendered with the chat template. */
+/* True when text contains a special token's literal text (e.g. "<|im_start|>"): tokenizing it
+ * with and without special-token matching then differs. */
+static int has_special_text(const ttq_tokenizer *tok, const char *text, bool *found) {
+  int32_t *a = NULL, *b = NULL;
+  size_t na = 0, nb = 0;
+  ttq_diag d = {0};
+  size_t len = strlen(text);
+  int rc = ttq_tokenize(tok, text, len, true, &a, &na, &d);
+  if (!rc) rc = ttq_tokenize(tok, text, len, false, &b, &nb, &d);
+  *found = !rc && (na != nb || (na && memcmp(a, b, na * sizeof *a) != 0));
+  free(a);
+  free(b);
+  return rc;
+}
+
+/* The prompt text: the raw prompt, or the messages rendered with the chat template. A message
+ * may not smuggle in special tokens: the template alone places them. */
 static int prompt_text(const ttqd_req_ctx *c, const Ttq__GenerateRequest *g, char **text,
                        size_t *len, bool *chat, ttqd_refusal *r) {
   *chat = false;
@@ -136,6 +152,14 @@ static int prompt_text(const ttqd_req_ctx *c, const Ttq__GenerateRequest *g, cha
       free(msgs);
       return refuse(r, INVALID, "messages[%zu].role: must be 1..32 bytes (e.g. user)", i);
     }
+    bool special = false;
+    if (has_special_text(c->m->tok, role, &special) == 0 && !special)
+      has_special_text(c->m->tok, g->messages[i]->content, &special);
+    if (special) {
+      free(msgs);
+      return refuse(r, INVALID, "messages[%zu]: contains the text of a special token (such as "
+                                "the chat template's markers); send it as a raw prompt instead", i);
+    }
     msgs[i] = (ttq_chat_msg){role, g->messages[i]->content};
   }
   char bos[256] = "", eos[256] = "";
@@ -149,9 +173,10 @@ static int prompt_text(const ttqd_req_ctx *c, const Ttq__GenerateRequest *g, cha
     eos[k > 0 ? k : 0] = '\0';
   }
   ttq_diag d = {0};
-  int rc = ttq_chat_render(c->m->chat_template, msgs, g->n_messages, true, bos, eos, text, len, &d);
+  int rc = ttq_chat_render(c->m->chat_template, msgs, g->n_messages, true,
+                           mc->bos_id >= 0 ? bos : NULL, mc->n_eos > 0 ? eos : NULL, text, len, &d);
   free(msgs);
-  if (rc) return refuse(r, INVALID, "messages: the model's chat template: %s", d.msg);
+  if (rc) return refuse(r, rc == TTQ_ERANGE ? EXHAUSTED : INVALID, "messages: %.400s", d.msg);
   *chat = true;
   return 0;
 }

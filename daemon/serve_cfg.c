@@ -46,6 +46,11 @@ static const setting settings[] = {
     {"deadline-ms", S_LONG, OFF(deadline_ms), 1, 86400000, 0,
      "per-request deadline from arrival (default 300000)"},
     {"grace-ms", S_LONG, OFF(grace_ms), 0, 3600000, 0, "SIGTERM drain period (default 30000)"},
+    {"stall-timeout-ms", S_LONG, OFF(stall_timeout_ms), 100, 86400000, 0,
+     "no progress from the ranks for this long: the running request gets UNAVAILABLE (default 60000)"},
+    {"stall-exit-ms", S_LONG, OFF(stall_exit_ms), 0, 86400000, 0,
+     "still no progress after this long: exit 75 so the supervisor restarts the job; 0 = never "
+     "(default 300000)"},
     {"temperature", S_DBL, OFF(temperature), 0, 100, 0, "default temperature (default 0.8)"},
     {"top-k", S_LONG, OFF(top_k), 0, 1 << 24, 0, "default top-k (default 40)"},
     {"top-p", S_DBL, OFF(top_p), 1e-9, 1, 0, "default top-p (default 0.95)"},
@@ -71,6 +76,8 @@ static void defaults(ttqd_serve_cfg *c) {
   c->default_max_tokens = 128;
   c->deadline_ms = 300000;
   c->grace_ms = 30000;
+  c->stall_timeout_ms = 60000;
+  c->stall_exit_ms = 300000;
   c->temperature = 0.8;
   c->top_k = 40;
   c->top_p = 0.95;

@@ -31,6 +31,8 @@ typedef struct ttqd_serve_cfg {
   long default_max_tokens;     /* when the request gives none */
   long deadline_ms;            /* arrival to the last token, per request */
   long grace_ms;               /* SIGTERM: time given to queued and running requests */
+  long stall_timeout_ms;       /* no progress from the ranks this long: answer UNAVAILABLE */
+  long stall_exit_ms;          /* ... and this long: rank 0 exits (75) for a restart; 0 = never */
   double temperature, top_p;   /* sampling defaults */
   long top_k;
   long log_level;              /* TTQD_LOG_* */

@@ -434,7 +434,7 @@ static size_t op_len(const char *s, size_t i, size_t n) {
   if (i + 1 < n)
     for (size_t k = 0; k < sizeof two / sizeof two[0]; k++)
       if (s[i] == two[k][0] && s[i + 1] == two[k][1]) return 2;
-  return strchr("+-/*%~[](){}><=.:|,;", s[i]) && s[i] ? 1 : 0;
+  return s[i] && strchr("+-/*%~[](){}><=.:|,;", s[i]) ? 1 : 0;
 }
 
 /* Brackets must balance inside a tag; tag ends are not recognized inside them (as Jinja). */
@@ -878,7 +878,8 @@ static int parse_filters(parser *p, expr **ep) {
     int rc;
     if (is_op(cur(p), "|")) rc = parse_filter(p, ep);
     else if (is_kw(cur(p), "is")) rc = parse_test(p, ep);
-    else if (is_op(cur(p), "(")) rc = fail_at(p->d, TTQ_EUNSUPPORTED, cur(p)->off, "call of a filtered value");
+    else if (is_op(cur(p), "("))
+      rc = fail_at(p->d, TTQ_EUNSUPPORTED, cur(p)->off, "call of a filtered value");
     else return 0;
     if (rc) return rc;
   }
@@ -1133,7 +1134,8 @@ static int parse_set(parser *p, node **out) {
   rc = parse_target(p, &(*out)->name);
   if (rc) return rc;
   if (cur(p)->kind == TK_END)
-    return fail_at(p->d, TTQ_EUNSUPPORTED, p->item_off, "block assignment '{%% set x %%}...{%% endset %%}'");
+    return fail_at(p->d, TTQ_EUNSUPPORTED, p->item_off,
+                   "block assignment '{%% set x %%}...{%% endset %%}'");
   rc = expect_op(p, "=");
   if (!rc) rc = parse_expr(p, &(*out)->e);
   if (!rc) rc = expect_end(p, AFTER_EXPR);

@@ -48,7 +48,7 @@
 
 #include "ttq.h"
 
-#define TTQ_CHAT_MAX_TEMPLATE (1u << 20)   /* bytes of template */
+#define TTQ_CHAT_MAX_TEMPLATE (256u << 10) /* bytes of template */
 #define TTQ_CHAT_MAX_OUTPUT (16u << 20)    /* bytes of rendered text */
 #define TTQ_CHAT_MAX_ITERATIONS (1u << 20) /* loop-body runs in one render, all loops */
 #define TTQ_CHAT_MAX_NESTING 64            /* for/if blocks inside one another */
