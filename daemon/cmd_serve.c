@@ -50,6 +50,46 @@ static int write_pid_file(const char *path) {
   return 0;
 }
 
+/* The cgroup v2 memory limit of this process in bytes, or 0 when there is none. */
+static uint64_t cgroup_memory_max(void) {
+  FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+  if (!f) return 0;
+  char buf[64] = "";
+  uint64_t v = 0;
+  if (fgets(buf, sizeof buf, f) && strncmp(buf, "max", 3) != 0) v = strtoull(buf, NULL, 10);
+  fclose(f);
+  return v;
+}
+
+/* What one rank needs to serve, estimated: its weights (mapped), the quantized copy of its
+ * linear layers, its KV cache for max_ctx tokens, and prefill activations. Refuses, with the
+ * breakdown, when that exceeds the configured or cgroup limit. */
+static bool memory_fits(const ttqd_serve_cfg *c, const ttq_model *shard, int max_ctx, int rank) {
+  uint64_t limit = c->memory_limit_mb > 0 ? (uint64_t)c->memory_limit_mb << 20 : cgroup_memory_max();
+  if (!limit) return true;
+  const ttq_config *mc = &shard->cfg;
+  double weights = (double)ttq_model_weight_bytes(shard), lin = 0;
+  for (int l = 0; l < mc->n_layers; l++)
+    for (int p = 0; p < TTQ_N_PROJ; p++) {
+      const ttq_tensor *t = ttq_proj_weight(shard, l, p);
+      lin += (double)t->shape[0] * (double)t->shape[1];
+    }
+  double quant = c->eo.q.method == TTQ_METHOD_FP ? 0
+                 : lin * c->eo.q.bits / 8.0 + lin / c->eo.q.group * 4.0;
+  double kv = 2.0 * mc->n_layers * mc->n_kv_heads * mc->head_dim * (double)max_ctx * sizeof(float);
+  double act = (double)max_ctx * (4.0 * mc->dim + 3.0 * mc->ffn_dim) * sizeof(float) + 64.0 * (1 << 20);
+  double need = weights + quant + kv + act;
+  if (need <= (double)limit) return true;
+  fprintf(stderr,
+          "ttqd serve: rank %d needs about %.0f MiB (weights %.0f, quantized copy %.0f, KV cache "
+          "%.0f for %d tokens, activations %.0f) but the memory limit is %.0f MiB (%s): use more "
+          "ranks, lower max-prompt-tokens / max-tokens, or raise the limit\n",
+          rank, need / 1048576, weights / 1048576, quant / 1048576, kv / 1048576, max_ctx,
+          act / 1048576, (double)limit / 1048576,
+          c->memory_limit_mb > 0 ? "memory-limit-mb" : "cgroup memory.max");
+  return false;
+}
+
 int ttqd_cmd_serve(int argc, char **argv) {
   ttqd_serve_cfg cfg;
   int prc = ttqd_serve_cfg_parse(&cfg, argc, argv);
@@ -84,6 +124,7 @@ int ttqd_cmd_serve(int argc, char **argv) {
   }
   long ctx = (long)max_prompt + cfg.max_tokens;
   int max_ctx = ctx < mc->max_pos ? (int)ctx : mc->max_pos;
+  if (ok) ok = memory_fits(&cfg, shard, max_ctx, rank);
 
   ttqd_jobq q = {0};
   ttqd_metrics met;

@@ -35,6 +35,8 @@ static const setting settings[] = {
      "file of client public keys (Z85, one per line); required with CURVE"},
     {"pid-file", S_STR, OFF(pid_file), 0, 0, 0, "rank 0 writes its pid here"},
     {"threads", S_LONG, OFF(threads), 0, 1024, 0, "compute threads per rank, 0 = all cores (default 0)"},
+    {"memory-limit-mb", S_LONG, OFF(memory_limit_mb), 0, 1L << 30, 0,
+     "refuse to start when a rank would need more (MiB); 0 = the cgroup limit, if any (default 0)"},
     {"queue-depth", S_LONG, OFF(queue_depth), 1, 100000, 0, "requests waiting (default 16)"},
     {"max-message-bytes", S_LONG, OFF(max_message_bytes), 1024, 1 << 30, 0,
      "largest request frame (default 1048576)"},

@@ -24,6 +24,7 @@ typedef struct ttqd_serve_cfg {
   char *curve_authorized_keys; /* client public keys, one Z85 per line */
   char *pid_file;              /* rank 0 writes its pid here, NULL = none */
   long threads;                /* compute threads per rank; 0 = all cores */
+  long memory_limit_mb;        /* per rank; 0 = the cgroup's memory.max, if any */
   long queue_depth;            /* requests waiting, the running one excluded */
   long max_message_bytes;      /* largest request frame answered (bytes) */
   long max_prompt_tokens;      /* 0 = the model's context - 1 */
