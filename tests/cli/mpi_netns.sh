@@ -236,6 +236,57 @@ stale=$(ns_pids)
 [ -n "${stale// /}" ] && note "processes left on the hosts after the timeout kill (they exit once their link to mpirun breaks; 'down' kills the rest): $stale"
 [ -n "$RING" ] && recover 2 "after a timeout kill"
 
+# --- the service on 2 hosts: a link cut mid-request gives the client UNAVAILABLE after the
+# stall timeout (no hang), new requests are refused while the ranks are cut off, and service
+# resumes on its own once the link returns (the ranks' TCP connections survive the cut) ---
+serve_cut() {
+  local ep=tcp://10.231.0.10:5555 pidf=$TMP/serve.pid i t rc el
+  local cli=(ip netns exec "$P-br" "$TTQ")
+  [ -n "${TTQ:-}" ] || { note "SKIPPED (in log): no ttq client: service link cut NOT RUN"; return; }
+  rm -f "$pidf"
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    mpi 120 -np 2 -x OMP_WAIT_POLICY "$TTQD" serve --model "$MODEL" --listen "$ep" --allow-insecure \
+    --threads 1 --debug-step-delay-ms 30 --stall-timeout-ms 3000 --stall-exit-ms 60000 \
+    --pid-file "$pidf" >"$TMP/serve.out" 2>"$TMP/serve.err" </dev/null &
+  local job=$!
+  for ((i = 0; i < 300; i++)); do
+    "${cli[@]}" health --endpoint "$ep" --timeout 1 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  check "service on 2 hosts: serving" "${cli[@]}" health --endpoint "$ep" --timeout 2 || { sed 's/^/       | /' "$TMP/serve.err"; kill $job; return; }
+  "${cli[@]}" generate --endpoint "$ep" --json --retries 0 --max-tokens 300 "Once upon a time" \
+    >"$TMP/cut.json" 2>"$TMP/cut.err" &
+  local cp=$!
+  for ((i = 0; i < 100; i++)); do grep -q '"type":"chunk"' "$TMP/cut.json" 2>/dev/null && break; sleep 0.05; done
+  t=$(now)
+  ip -n "$P-br" link set vh1 down
+  wait $cp
+  rc=$?
+  el=$(since "$t")
+  check "service on 2 hosts, h1 cut mid-request: client exits 3 (UNAVAILABLE) in ${el}s (stall timeout 3 s)" \
+    bash -c "[ $rc -eq 3 ] && awk -v e=$el 'BEGIN{exit !(e < 8)}' && grep -q 'stopped responding' '$TMP/cut.err'"
+  "${cli[@]}" health --endpoint "$ep" --json --timeout 2 >"$TMP/h.json" 2>/dev/null
+  check "service on 2 hosts, cut: health says stalled" grep -q stalled "$TMP/h.json"
+  "${cli[@]}" generate --endpoint "$ep" --retries 0 --max-tokens 2 x >/dev/null 2>"$TMP/e"
+  check "service on 2 hosts, cut: a new request is refused at once with UNAVAILABLE" \
+    bash -c "[ $? -eq 3 ] && grep -q 'not responding' '$TMP/e'"
+  t=$(now)
+  ip -n "$P-br" link set vh1 up
+  for ((i = 0; i < 300; i++)); do
+    "${cli[@]}" health --endpoint "$ep" --json --timeout 1 2>/dev/null | grep -q '"serving"' && break
+    sleep 0.1
+  done
+  el=$(since "$t")
+  "${cli[@]}" generate --endpoint "$ep" --retries 2 --max-tokens 3 --temperature 0 "Hello" >/dev/null 2>"$TMP/e"
+  check "service on 2 hosts: serving again ${el}s after the link returned (same job, no restart)" \
+    bash -c "[ $? -eq 0 ] && grep -q 'making progress again' '$TMP/serve.err'"
+  kill -TERM "$(cat "$pidf")" 2>/dev/null
+  wait $job
+  check "service on 2 hosts: clean exit after SIGTERM (rc $?)" test $? -eq 0 || sed 's/^/       | /' "$TMP/serve.err"
+  wait_no_pids 10
+}
+serve_cut
+
 "$HOSTS_SH" up 3 "$P" >"$TMP/hosts" 2>"$TMP/err"
 rc=$?
 check "netns-hosts.sh up 3 on the same prefix: three hosts" bash -c "[ $rc -eq 0 ] && [ \$(grep -c slots= '$TMP/hosts') -eq 3 ]"
