@@ -6,7 +6,9 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MODEL      ?= models/tinyqwen3-mix
 PROMPT     ?= In the beginning God created
 
-.PHONY: all deps build build-asan test test-asan demo demo-tools bench clean
+PREFIX     ?= /usr/local
+
+.PHONY: all deps build build-asan test test-asan demo demo-tools bench install package clean
 
 all: build
 
@@ -49,6 +51,14 @@ demo-tools: build
 	@echo "== perplexity on two domains (fp, then ttq W3 g32)"
 	@./$(BUILD)/ttqd perplexity --model $(MODEL) --max-docs 8 --ctx 512 tests/data/corpus/valid/code_c.txt tests/data/corpus/valid/scripture.txt
 	@./$(BUILD)/ttqd perplexity --model $(MODEL) --max-docs 8 --ctx 512 --quant ttq --bits 3 tests/data/corpus/valid/code_c.txt tests/data/corpus/valid/scripture.txt
+
+# Install under PREFIX (DESTDIR honoured): binaries, systemd unit, /etc/ttq example config.
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# A Debian package (CPack) in $(BUILD): apt-get install ./$(BUILD)/ttq_*.deb
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 bench: build
 	@bash docs/bench.sh

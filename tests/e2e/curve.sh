@@ -28,6 +28,8 @@ check "unknown key: exit 7 (got $rc)" test $rc -eq 7
 check "unknown key: says rejected" grep -qi 'reject' "$TMP/m.err"
 check "unknown key: nothing generated" test ! -s "$TMP/m.out"
 check "unknown key: fast (< 6 s)" test $(($(date +%s) - t0)) -lt 6
+mkey=$(sed -n 's/^public //p' "$TMP/mallory.key")
+for _ in $(seq 1 50); do grep -q "rejected a client: CURVE key $mkey" "$TMP/d.log" && break; sleep 0.1; done
 check "unknown key: daemon logged the rejected key" grep -q "rejected a client: CURVE key $(sed -n 's/^public //p' "$TMP/mallory.key")" "$TMP/d.log"
 
 out=$("$RAWCLIENT" "$EP" --wait-ms 2000 health | head -1)

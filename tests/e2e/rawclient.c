@@ -4,7 +4,8 @@
  *   error CODE_NAME message | health state=... | chunk index text | done finish n | stats BYTES |
  *   cancelled found=0/1 | timeout
  *
- * usage: rawclient ENDPOINT [--wait-ms N] [--replies N] [--server-key Z85 --key-file F] SPEC...
+ * usage: rawclient ENDPOINT [--wait-ms N] [--replies N] [--hold-ms N] [--server-key Z85
+ *                  --public Z85 --secret Z85] SPEC...
  *   SPEC is one frame: hex:ABCD | file:PATH | zeros:N | health | stats | gen:PROMPT
  *   (several SPECs = one multipart message). */
 #include <stdio.h>
@@ -55,7 +56,7 @@ static int frame_from_spec(const char *spec, uint8_t **buf, size_t *len) {
   } else if (!strncmp(spec, "gen:", 4)) {
     g.prompt = (char *)spec + 4;
     g.has_max_tokens = 1;
-    g.max_tokens = 4;
+    g.max_tokens = getenv("RAW_MAX_TOKENS") ? (uint32_t)atoi(getenv("RAW_MAX_TOKENS")) : 4;
     r.kind_case = TTQ__REQUEST__KIND_GENERATE;
     r.generate = &g;
   } else {
@@ -98,12 +99,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: rawclient ENDPOINT [--wait-ms N] [--replies N] SPEC...\n");
     return 2;
   }
-  int wait_ms = 5000, replies = 1, i = 2;
+  int wait_ms = 5000, replies = 1, hold_ms = 0, i = 2;
   const char *server_key = NULL, *pub = NULL, *sec = NULL;
   for (; i < argc && !strncmp(argv[i], "--", 2); i += 2) {
     if (i + 1 >= argc) return 2;
     if (!strcmp(argv[i], "--wait-ms")) wait_ms = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--replies")) replies = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--hold-ms")) hold_ms = atoi(argv[i + 1]); /* a client that never reads */
     else if (!strcmp(argv[i], "--server-key")) server_key = argv[i + 1];
     else if (!strcmp(argv[i], "--public")) pub = argv[i + 1];
     else if (!strcmp(argv[i], "--secret")) sec = argv[i + 1];
@@ -133,6 +135,7 @@ int main(int argc, char **argv) {
     zmq_send(s, buf, len, k + 1 < argc ? ZMQ_SNDMORE : 0);
     free(buf);
   }
+  if (hold_ms > 0) zmq_poll(NULL, 0, hold_ms); /* sleeps; nothing is read */
   int got = 0;
   while (got < replies) {
     zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
