@@ -123,11 +123,13 @@ int ttqc_keys_parse_line(const char *line, char pub[TTQC_KEY_Z85_LEN + 1]) {
   const char *p = line;
   char w[TTQC_KEY_Z85_LEN + 2];
   while (*p == ' ' || *p == '\t') p++;
-  if (*p == 0 || *p == '#' || *p == '\r') return 0;
+  if (*p == 0 || *p == '\r') return 0;
+  bool hash = *p == '#';
   next_word(&p, w, sizeof w);
   size_t n = strlen(w);
   if (n && w[n - 1] == '\r') w[n - 1] = 0;
-  if (!ttqc_key_is_z85(w)) return -1;
+  /* Z85 keys may start with '#': a comment is a '#' line that is not a key */
+  if (!ttqc_key_is_z85(w)) return hash ? 0 : -1;
   memcpy(pub, w, TTQC_KEY_Z85_LEN + 1);
   return 1;
 }
@@ -144,7 +146,10 @@ static int parse_keyfile(const char *path, char *text, keyfile *kf, char *err, s
     while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) line[--n] = 0;
     const char *p = line;
     while (*p == ' ' || *p == '\t') p++;
-    if (*p && *p != '#') {
+    char probe[TTQC_KEY_Z85_LEN + 2];
+    const char *pp = p;
+    next_word(&pp, probe, sizeof probe);
+    if (*p && (*p != '#' || ttqc_key_is_z85(probe))) { /* Z85 keys may start with '#' */
       char word[16], key[TTQC_KEY_Z85_LEN + 2];
       const char *q = p;
       next_word(&q, word, sizeof word);

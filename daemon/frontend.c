@@ -83,15 +83,18 @@ static int read_authorized(ttqd_frontend *f, const char *path) {
   int ln = 0, cap = 0;
   while (fgets(line, sizeof line, fp)) {
     ln++;
+    /* A line is a key, "public KEY" (a .key file's line), blank, or a '#' comment. Z85 keys
+     * may contain (and start with) '#', so a comment is a line that is not a key. */
     char *s = line + strspn(line, " \t");
-    s[strcspn(s, " \t\r\n#")] = '\0';
-    if (!*s) continue;
-    if (!strncmp(s, "public", 6) && !s[6]) { /* "public KEY" lines of a .key/.pub file */
-      char *k = line + strspn(line, " \t") + 6;
-      k += strspn(k, " \t");
-      k[strcspn(k, " \t\r\n#")] = '\0';
-      s = k;
+    bool hash = s[0] == '#';
+    s[strcspn(s, " \t\r\n")] = '\0';
+    if (!strcmp(s, "public")) {
+      s += 7;
+      s += strspn(s, " \t");
+      s[strcspn(s, " \t\r\n")] = '\0';
     }
+    uint8_t probe[32];
+    if (!*s || (hash && (strlen(s) != 40 || !zmq_z85_decode(probe, s)))) continue;
     if (f->n_keys == cap) {
       cap = cap ? cap * 2 : 16;
       void *p = realloc(f->keys, (size_t)cap * sizeof *f->keys);
