@@ -22,7 +22,7 @@ JOB=$!
 trap 'kill -KILL $JOB 2>/dev/null || true' EXIT
 EP=""
 for _ in $(seq 1 600); do
-  EP=$(sed -n 's/^ttqd: serving .* on \(tcp:\/\/[0-9.]*:[0-9]*\).*/\1/p' "$LOG" | head -1)
+  EP=$(sed -n 's/^ttqd: serving [^ ]* on \(tcp:\/\/[0-9.]*:[0-9]*\).*/\1/p' "$LOG" | head -1)
   [ -n "$EP" ] && [ -s "$PIDF" ] && break
   kill -0 $JOB 2>/dev/null || { cat "$LOG"; exit 1; }
   sleep 0.1

@@ -22,10 +22,12 @@
  *   - keys are unique, value types are known, bools are 0 or 1;
  *   - the alignment is a power of two;
  *   - tensor names are unique and contain no NUL; 0 <= n_dims <= 4; ne[i] <= INT64_MAX and
- *     their product does not overflow; types are F32/F16/BF16/Q8_0 (Q8_0 rows hold whole
+ *     the product of the non-zero ne[i] fits int64 (so no product of dimensions overflows,
+ *     in any order); types are F32/F16/BF16/Q8_0 (Q8_0 rows hold whole
  *     32-value blocks); nbytes == ttq_dtype_bytes(type, numel);
- *   - every offset is aligned and every data range lies inside the file; non-empty ranges do
- *     not overlap.
+ *   - the data section starts (after the padding to the alignment) inside the file, tensors
+ *     or not; every offset is aligned and every data range lies inside the file; non-empty
+ *     ranges do not overlap.
  * Tensors and keys are kept in file order.
  *
  * The writer (ttq_gguf_write) emits version 3: the given keys in order, tensor infos, then the
@@ -380,12 +382,17 @@ static int gg_tensor_info(gg_cur *c, uint64_t i, ttq_tensor *t, uint64_t *offset
     return ttq__fail(c->d, TTQ_EFORMAT, "%s: tensor '%.*s': n_dims = %" PRIu32 " (at most 4)", path,
                      nl, nm, nd);
   uint64_t ne[4];
-  int64_t numel = 1;
+  /* The product of the non-zero dimensions must fit int64 (not just the running product,
+   * which a zero dimension resets): then no order or subset of the dimensions overflows when
+   * multiplied, e.g. ttq_tensor_numel over the reversed shape. */
+  int64_t numel = 1, nonzero = 1;
   for (uint32_t k = 0; k < nd; k++) {
     if (!gg_u64(c, &ne[k])) return gg_eof(c, "ne[%" PRIu32 "] of tensor '%.*s'", k, nl, nm);
-    if (ne[k] > (uint64_t)INT64_MAX || __builtin_mul_overflow(numel, (int64_t)ne[k], &numel))
+    if (ne[k] > (uint64_t)INT64_MAX ||
+        (ne[k] && __builtin_mul_overflow(nonzero, (int64_t)ne[k], &nonzero)))
       return ttq__fail(c->d, TTQ_EFORMAT, "%s: tensor '%.*s': ne[%" PRIu32 "] = %" PRIu64
                        " overflows the element count", path, nl, nm, k, ne[k]);
+    numel *= (int64_t)ne[k]; /* 0 or equal to `nonzero`: cannot overflow */
   }
   if (!gg_u32(c, &type)) return gg_eof(c, "the type of tensor '%.*s'", nl, nm);
   if (!gg_u64(c, offset)) return gg_eof(c, "the offset of tensor '%.*s'", nl, nm);
@@ -528,6 +535,16 @@ int ttq_gguf_open(const char *path, ttq_gguf_file *out, ttq_diag *d) {
   if (!gg_align_up(c.pos, f.alignment, &data_start)) {
     rc = ttq__fail(d, TTQ_EFORMAT, "%s: alignment %" PRIu64 " overflows the data offset", path,
                    f.alignment);
+    goto fail;
+  }
+  /* The padding up to the data section is part of the file (writers always emit it), even
+   * with no tensors: a file that ends before it is truncated. This also bounds the alignment
+   * of an accepted file by its size, so rewriting it (ttq_gguf_write pads to the alignment)
+   * cannot turn a tiny file into an enormous one. */
+  if (data_start > f.map.size) {
+    rc = ttq__fail(d, TTQ_EFORMAT, "%s: the data section would start at offset %" PRIu64 " (tensor "
+                   "infos end at %zu, alignment %" PRIu64 "), past the end of the file (%zu bytes)",
+                   path, data_start, c.pos, f.alignment, f.map.size);
     goto fail;
   }
   for (uint64_t i = 0; i < n_tensors; i++) {
@@ -736,11 +753,13 @@ static int gg_check_tensor(const char *path, const ttq_tensor *t, uint64_t i, ui
     return ttq__fail(d, TTQ_EINVAL, "%s: tensor '%s': bad dtype %d", path, t->name, (int)t->dtype);
   if (t->ndim < 0 || t->ndim > 4)
     return ttq__fail(d, TTQ_EINVAL, "%s: tensor '%s': ndim %d (0 to 4)", path, t->name, t->ndim);
-  int64_t numel = 1;
-  for (int k = 0; k < t->ndim; k++)
-    if (t->shape[k] < 0 || __builtin_mul_overflow(numel, t->shape[k], &numel))
+  int64_t numel = 1, nonzero = 1; /* the reader's rule: non-zero dims' product fits */
+  for (int k = 0; k < t->ndim; k++) {
+    if (t->shape[k] < 0 || (t->shape[k] && __builtin_mul_overflow(nonzero, t->shape[k], &nonzero)))
       return ttq__fail(d, TTQ_EINVAL, "%s: tensor '%s': bad shape[%d] = %" PRId64, path, t->name,
                        k, t->shape[k]);
+    numel *= t->shape[k];
+  }
   if (t->dtype == TTQ_Q8_0 && (t->ndim == 0 || t->shape[t->ndim - 1] % 32 != 0))
     return ttq__fail(d, TTQ_EINVAL, "%s: tensor '%s': Q8_0 rows must hold whole 32-value blocks",
                      path, t->name);

@@ -16,7 +16,8 @@
  * successful ttq_st_open guarantees:
  *   - 8 + N <= file size and N <= ST_MAX_HEADER;
  *   - every tensor has a supported dtype (F32, F16, BF16), 0 <= ndim <= 4, shape[i] >= 0,
- *     and nbytes == ttq_dtype_bytes(dtype, numel) computed without overflow;
+ *     the product of the non-zero shape[i] fits int64 (so no product of dimensions
+ *     overflows, in any order), and nbytes == ttq_dtype_bytes(dtype, numel);
  *   - b <= e <= data size and e - b == nbytes;
  *   - byte ranges of distinct (non-empty) tensors do not overlap; names are unique.
  * Gaps between tensors and bytes after the last one are tolerated (the views stay in bounds).
@@ -128,7 +129,9 @@ static int st_parse_entry(const char *path, const char *name, const json_t *v,
     return ttq__fail(d, TTQ_EUNSUPPORTED, "%s: tensor '%s': shape has %zu dimensions (at most 4)",
                      path, name, ndim);
   t->ndim = (int)ndim;
-  int64_t numel = 1;
+  /* The product of the non-zero dimensions must fit int64 (a zero dimension would otherwise
+   * hide an overflow of the others): no order or subset of them overflows when multiplied. */
+  int64_t numel = 1, nonzero = 1;
   for (size_t i = 0; i < ndim; i++) {
     const json_t *e = json_array_get(jshape, i);
     if (!json_is_integer(e))
@@ -139,9 +142,10 @@ static int st_parse_entry(const char *path, const char *name, const json_t *v,
       return ttq__fail(d, TTQ_EFORMAT, "%s: tensor '%s': shape[%zu] = %lld is negative", path,
                        name, i, (long long)x);
     t->shape[i] = (int64_t)x;
-    if (__builtin_mul_overflow(numel, (int64_t)x, &numel))
+    if (x && __builtin_mul_overflow(nonzero, (int64_t)x, &nonzero))
       return ttq__fail(d, TTQ_EFORMAT, "%s: tensor '%s': shape overflows (dimension %zu = %lld)",
                        path, name, i, (long long)x);
+    numel *= (int64_t)x; /* 0 or equal to `nonzero`: cannot overflow */
   }
 
   uint64_t b, e;
@@ -341,13 +345,16 @@ static int st_build_header(const char *path, const ttq_tensor *ts, int n,
       rc = ttq__fail(d, TTQ_EINVAL, "%s: tensor '%s': ndim %d", path, t->name, t->ndim);
       goto fail;
     }
-    int64_t numel = 1;
-    for (int k = 0; k < t->ndim; k++)
-      if (t->shape[k] < 0 || __builtin_mul_overflow(numel, t->shape[k], &numel)) {
+    int64_t numel = 1, nonzero = 1; /* the reader's rule: non-zero dims' product fits */
+    for (int k = 0; k < t->ndim; k++) {
+      if (t->shape[k] < 0 ||
+          (t->shape[k] && __builtin_mul_overflow(nonzero, t->shape[k], &nonzero))) {
         rc = ttq__fail(d, TTQ_EINVAL, "%s: tensor '%s': bad shape[%d] = %lld", path, t->name, k,
                        (long long)t->shape[k]);
         goto fail;
       }
+      numel *= t->shape[k];
+    }
     size_t want = ttq_dtype_bytes(t->dtype, numel);
     if ((want == 0 && numel != 0) || t->nbytes != want || (want && !t->data)) {
       rc = ttq__fail(d, TTQ_EINVAL, "%s: tensor '%s': nbytes %zu but shape needs %zu", path,

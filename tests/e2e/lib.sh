@@ -45,7 +45,7 @@ start_daemon() {
   fi
   DAEMON_PID=$!
   for _ in $(seq 1 600); do
-    EP=$(sed -n 's/^ttqd: serving .* on \(tcp:\/\/[0-9.]*:[0-9]*\).*/\1/p' "$log" | head -1)
+    EP=$(sed -n 's/^ttqd: serving [^ ]* on \(tcp:\/\/[0-9.]*:[0-9]*\).*/\1/p' "$log" | head -1)
     [ -n "$EP" ] && [ -s "$TMP/rank0.pid" ] && return 0
     kill -0 "$DAEMON_PID" 2>/dev/null || break
     sleep 0.1
