@@ -73,6 +73,16 @@ ttq_model *ttqd_load_model(const char *cmd, const char *path) {
   return m;
 }
 
+int ttqd_tp_align(int group) {
+  int a = group, b = 32;
+  while (b) {
+    int t = a % b;
+    a = b;
+    b = t;
+  }
+  return group / a * 32;
+}
+
 double ttqd_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

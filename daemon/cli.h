@@ -52,6 +52,9 @@ ttq_model *ttqd_load_model(const char *cmd, const char *path);
 
 double ttqd_now_ms(void);
 
+/* The alignment row-parallel slice boundaries need for a quantization group: lcm(group, 32). */
+int ttqd_tp_align(int group);
+
 /* Reads all of stdin into a NUL-terminated malloc'd buffer; NULL on error. */
 char *ttqd_read_stdin(size_t *len);
 

@@ -111,15 +111,6 @@ static void gather_logits(void *u, const ttq_tp *tp, const float *local, int row
   }
 }
 
-int ttqd_tp_align(int group) {
-  int a = group, b = 32;
-  while (b) {
-    int t = a % b;
-    a = b;
-    b = t;
-  }
-  return group / a * 32;
-}
 
 int ttqd_load_for_ranks(const char *cmd, const char *path, int align, ttq_model **full,
                         ttq_model **shard) {

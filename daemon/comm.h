@@ -31,7 +31,5 @@ int ttqd_load_for_ranks(const char *cmd, const char *path, int align, ttq_model 
                         ttq_model **shard);
 void ttqd_free_models(ttq_model *full, ttq_model *shard);
 
-/* The alignment row-parallel slice boundaries need for a quantization group: lcm(group, 32). */
-int ttqd_tp_align(int group);
 
 #endif

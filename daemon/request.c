@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "chat.h"
-#include "comm.h"
+#include "cli.h"
 
 static int refuse(ttqd_refusal *r, int code, const char *fmt, ...) {
   va_list ap;
