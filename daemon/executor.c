@@ -72,15 +72,6 @@ static bool send_error(ttqd_exec *x, ttqd_job *j, int code, const char *msg) {
   return send_reply(x, j, &r, true);
 }
 
-static ttqd_outcome outcome_of(int code) {
-  switch (code) {
-  case TTQ__ERROR__CODE__INVALID_ARGUMENT: return TTQD_OUT_INVALID_ARGUMENT;
-  case TTQ__ERROR__CODE__RESOURCE_EXHAUSTED: return TTQD_OUT_RESOURCE_EXHAUSTED;
-  case TTQ__ERROR__CODE__UNAVAILABLE: return TTQD_OUT_UNAVAILABLE;
-  case TTQ__ERROR__CODE__CANCELLED: return TTQD_OUT_CANCELLED;
-  default: return TTQD_OUT_INTERNAL;
-  }
-}
 
 /* The error a cancel reason becomes (GONE has nobody to tell, but is logged the same way). */
 static int cancel_code(int why, const ttqd_job *j, double now, char *msg, size_t cap) {
@@ -129,7 +120,7 @@ static void log_job(const ttqd_exec *x, const ttqd_job *j, const job_figures *f,
 static void fail_job(ttqd_exec *x, ttqd_job *j, job_figures *f, int code, const char *msg) {
   f->t_end = ttqd_now_ms();
   if (!send_error(x, j, code, msg)) return;
-  ttqd_metrics_count(x->met, outcome_of(code));
+  ttqd_metrics_count(x->met, ttqd_outcome_of_code(code));
   ttqd_metrics_generation(x->met, j->n_prompt, f->generated, f->t_start - j->t_arrival_ms,
                           f->t_first > 0 ? f->t_first - j->t_arrival_ms : -1, f->prefill_ms,
                           f->quant_ms, f->t_end - j->t_arrival_ms);

@@ -151,15 +151,6 @@ static void reply_error(ttqd_frontend *f, const void *peer, size_t plen, bool en
   reply(f, peer, plen, env, id, &r);
 }
 
-static ttqd_outcome outcome_of(int code) {
-  switch (code) {
-  case TTQ__ERROR__CODE__INVALID_ARGUMENT: return TTQD_OUT_INVALID_ARGUMENT;
-  case TTQ__ERROR__CODE__RESOURCE_EXHAUSTED: return TTQD_OUT_RESOURCE_EXHAUSTED;
-  case TTQ__ERROR__CODE__UNAVAILABLE: return TTQD_OUT_UNAVAILABLE;
-  case TTQ__ERROR__CODE__CANCELLED: return TTQD_OUT_CANCELLED;
-  default: return TTQD_OUT_INTERNAL;
-  }
-}
 
 static const char *code_name(int code) {
   const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&ttq__error__code__descriptor, code);
@@ -170,7 +161,7 @@ static const char *code_name(int code) {
 static void refuse_generate(ttqd_frontend *f, const void *peer, size_t plen, bool env,
                             const char *id, int code, const char *msg) {
   reply_error(f, peer, plen, env, id, code, msg);
-  ttqd_metrics_count(f->met, outcome_of(code));
+  ttqd_metrics_count(f->met, ttqd_outcome_of_code(code));
   if (f->cfg->log_level >= TTQD_LOG_INFO)
     fprintf(stderr, "ttqd: request id=%s outcome=%s error=\"%s\"\n", id && *id ? id : "-",
             code_name(code), msg);

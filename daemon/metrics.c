@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ttq.pb-c.h"
+
 static const double bounds[TTQD_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                  1,     2.5,  5,     10,   30,  60,  300};
 static const char *const outcome_names[TTQD_OUT_COUNT] = {
@@ -19,6 +21,16 @@ static const struct {
     {"ttq_prefill_seconds", "Full-precision prefill, statistics included."},
     {"ttq_quantization_seconds", "Quantizing the model for one request."},
 };
+
+ttqd_outcome ttqd_outcome_of_code(int code) {
+  switch (code) {
+  case TTQ__ERROR__CODE__INVALID_ARGUMENT: return TTQD_OUT_INVALID_ARGUMENT;
+  case TTQ__ERROR__CODE__RESOURCE_EXHAUSTED: return TTQD_OUT_RESOURCE_EXHAUSTED;
+  case TTQ__ERROR__CODE__UNAVAILABLE: return TTQD_OUT_UNAVAILABLE;
+  case TTQ__ERROR__CODE__CANCELLED: return TTQD_OUT_CANCELLED;
+  default: return TTQD_OUT_INTERNAL;
+  }
+}
 
 void ttqd_metrics_init(ttqd_metrics *m, double start_ms) {
   memset(m, 0, sizeof *m);

@@ -44,6 +44,9 @@ typedef struct ttqd_gauges {
   int queue_depth, queue_capacity, running, ranks, draining;
 } ttqd_gauges;
 
+/* The outcome of an Error.Code value (INTERNAL for an unknown code). Can't fail. */
+ttqd_outcome ttqd_outcome_of_code(int code);
+
 void ttqd_metrics_init(ttqd_metrics *m, double start_ms);
 void ttqd_metrics_free(ttqd_metrics *m);
 void ttqd_metrics_count(ttqd_metrics *m, ttqd_outcome o);
