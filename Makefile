@@ -61,6 +61,7 @@ package: build
 	cd $(BUILD) && cpack -G DEB
 
 bench: build
+	@bash deploy/deps.sh deploy/deps.d/optional/bench.list
 	@bash docs/bench.sh
 
 clean:

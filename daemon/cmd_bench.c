@@ -22,6 +22,8 @@ static const char bench_usage[] =
     "                   share of the roofline (bandwidth / bytes read per token)\n"
     "  --json           one object with prefill_tok_s, decode_tok_s, ttft_ms,\n"
     "                   weight_bytes_per_token, stats_ms, quant_ms, quant_bytes, ...\n"
+    "  --no-fuse        ttq: quantize in a separate pass after the prefill (default: inside\n"
+    "                   the prefill when the prompt fits one chunk; `fused` in the JSON)\n"
     TTQD_QUANT_USAGE;
 
 /* Streaming read bandwidth of this machine with `threads` threads, in GB/s: the decode
@@ -72,6 +74,7 @@ int ttqd_cmd_bench(int argc, char **argv) {
                                        {"repeat", required_argument, 0, 'r'},
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
+                                       {"no-fuse", no_argument, 0, 'F'},
                                        TTQD_QUANT_OPTIONS,
                                        {0, 0, 0, 0}};
   ttq_engine_opts eo = ttqd_engine_defaults();
@@ -86,6 +89,7 @@ int ttqd_cmd_bench(int argc, char **argv) {
     case 'r': if (ttqd_parse_int("bench", "--repeat", optarg, 1, 1000, &repeat)) return TTQD_EXIT_USAGE; break;
     case 'j': json = true; break;
     case 'B': bandwidth = true; break;
+    case 'F': eo.no_fuse = true; break;
     case 'h': fputs(bench_usage, stdout); return 0;
     default: {
       int r = ttqd_quant_opt("bench", c, optarg, &eo);
@@ -168,19 +172,20 @@ int ttqd_cmd_bench(int argc, char **argv) {
              "\"ttft_ms\":%.2f,\"weight_bytes_per_token\":%zu,\"kv_bytes_per_token\":%zu,"
              "\"decode_gb_s\":%.2f,\"read_bandwidth_gb_s\":%.2f,\"roofline_tok_s\":%.2f,"
              "\"roofline_share\":%.3f,\"stats_ms\":%.3f,\"quant_ms\":%.2f,\"quant_bytes\":%zu,"
-             "\"ranks\":%d,\"sent_bytes_per_token_per_rank\":%.0f,\"collectives_per_token\":%.1f}\n",
+             "\"ranks\":%d,\"sent_bytes_per_token_per_rank\":%.0f,\"collectives_per_token\":%.1f,"
+             "\"fused\":%s}\n",
              m->path, (long long)ttq_model_n_params(m), eng.st.threads, eng.st.kern->name, qs,
              n_prompt, n_gen, pf, dc, best_ttft, bpt, kv, (bpt + kv) * dc / 1e9, bw, roof,
              roof > 0 ? dc / roof : 0, best_stats, best_quant,
              eng.has_qm ? ttq_qmodel_bytes(&eng.qm) : (size_t)0, ttqd_comm_size(), comm_bytes,
-             comm_calls);
+             comm_calls, eng.last.fused ? "true" : "false");
     } else {
       printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels, %s\n", m->path,
              ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype), eng.st.threads,
              eng.st.kern->name, qs);
-      printf("prefill %ld tokens: %.1f ms, %.1f tok/s (statistics %.2f ms); quantization %.1f ms; "
+      printf("prefill %ld tokens: %.1f ms, %.1f tok/s (statistics %.2f ms); quantization %.1f ms%s; "
              "time to first token %.1f ms\n", n_prompt, best_prefill, pf, best_stats, best_quant,
-             best_ttft);
+             eng.last.fused ? " (inside the prefill)" : "", best_ttft);
       printf("decode  %ld tokens: %.1f ms, %.1f tok/s, %.2f GB/s of weights and KV cache\n", n_gen,
              best_decode, dc, (bpt + kv) * dc / 1e9);
       if (m->tp)

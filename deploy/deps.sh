@@ -12,9 +12,10 @@ PACKAGES=(
   libpcre2-dev libjansson-dev zlib1g-dev
 )
 # Further packages by purpose (fuzzing, deployment checks): one name per line in
-# deploy/deps.d/*.list, '#' starts a comment.
+# deploy/deps.d/*.list, '#' starts a comment. Lists given as arguments are added too (e.g.
+# deploy/deps.d/optional/bench.list for `make bench`, which the tests do not need).
 here=$(cd "$(dirname "$0")" && pwd)
-for list in "$here"/deps.d/*.list; do
+for list in "$here"/deps.d/*.list "$@"; do
   [ -e "$list" ] || continue
   while read -r p _; do
     case "$p" in ''|'#'*) continue ;; esac

@@ -77,10 +77,30 @@ void ttq_engine_free(ttq_engine *e) {
   memset(e, 0, sizeof *e);
 }
 
+/* Full-precision pass over ids quantizing layer by layer as it goes (fused), for ttq with a fixed
+ * alpha, no low rank, and a prompt that is one chunk. */
+static int calibrate_fused(ttq_engine *e, const int32_t *ids, int n, float *logits, ttq_diag *d) {
+  e->st.fuse = &e->qm;
+  e->st.fuse_ms = 0;
+  e->st.stats_ms = 0;
+  double t0 = omp_get_wtime();
+  int rc = ttq_forward(&e->st, ids, n, logits, false, d);
+  e->last.prefill_ms = (omp_get_wtime() - t0) * 1e3;
+  e->st.fuse = NULL;
+  e->last.stats_ms = e->st.stats_ms;
+  e->last.quant_ms = e->qm.quant_ms = e->st.fuse_ms;
+  e->last.fused = true;
+  return rc;
+}
+
 /* Full-precision pass over ids collecting statistics, then quantization (ttq only). */
 static int calibrate(ttq_engine *e, const int32_t *ids, int n, float *logits, ttq_diag *d) {
   ttq_state_reset(&e->st);
   e->st.qm = NULL;
+  e->last.fused = false;
+  if (e->o.q.method == TTQ_METHOD_TTQ && !e->o.no_fuse && e->o.q.search == 0 && !e->has_lr &&
+      n <= e->st.max_batch)
+    return calibrate_fused(e, ids, n, logits, d);
   e->st.stats = e->has_stats ? &e->stats : NULL;
   if (e->has_stats) ttq_stats_reset(&e->stats);
   if (e->has_samp) {

@@ -2,6 +2,9 @@
  *
  *   generate: full-precision prefill of the prompt collecting activation statistics ->
  *             quantize every linear layer with this prompt's D (ttq) -> decode on low-bit weights.
+ *             When the prompt fits one prefill chunk (and for fixed alpha, no low rank) the
+ *             quantization runs inside the prefill, layer by layer, from the rows the prefill
+ *             reads anyway (forward.h, `fuse`); otherwise after it, from the statistics.
  *   score:    the paper's protocol for perplexity: for ttq, a full-precision pass over the
  *             document to calibrate, quantize, then the same document teacher-forced on the
  *             quantized weights; for rtn/awq the weights are quantized once at init; fp scores
@@ -22,12 +25,16 @@ typedef struct ttq_engine_opts {
   int max_ctx;
   int threads;            /* <= 0: all cores */
   const ttq_kernels *kern; /* NULL: best for this CPU */
+  bool no_fuse;           /* ttq: quantize in a separate pass after the prefill, even when the
+                             prompt fits one chunk (default: inside the prefill, see forward.h;
+                             the result is bit-identical either way) */
 } ttq_engine_opts;
 
 typedef struct ttq_engine_times {
   double prefill_ms; /* full-precision prefill (includes statistics) */
   double stats_ms;   /* of which: collecting statistics */
-  double quant_ms;   /* quantizing the model for this request */
+  double quant_ms;   /* quantizing the model for this request (fused: inside prefill_ms) */
+  bool fused;        /* the last calibration quantized inside the prefill */
 } ttq_engine_times;
 
 typedef struct ttq_engine {

@@ -10,6 +10,8 @@
  *
  * Matrix products of many tokens convert the weight to f32 once and call OpenBLAS sgemm;
  * single tokens use the dtype-native dot kernels straight from the memory map.
+ * Fused TTQ (s->fuse, see forward.h): layer_input() turns each complete input's sums of squares
+ * into D, and linear() quantizes every row right after converting it, while it is in L1.
  * Invariant: the cache holds exactly s->pos tokens; a failed call leaves it unchanged. */
 #include "forward.h"
 
@@ -74,6 +76,8 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   s->xs = xalloc(B * widest * 4, &ok);
   s->wbuf = xalloc(wmax * 4, &ok);
   s->wbuf_len = wmax;
+  s->fuse_sq = xalloc(widest * sizeof(double), &ok);
+  s->fuse_d = xalloc(widest * 4, &ok);
   if (!ok) {
     ttq_state_free(s);
     return ttq__fail(d, TTQ_ENOMEM, "out of memory allocating the state for %d tokens", max_ctx);
@@ -96,6 +100,8 @@ void ttq_state_free(ttq_state *s) {
                    s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf, s->xs, s->lr_tmp,
                    s->logits_local};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+  free(s->fuse_sq);
+  free(s->fuse_d);
   memset(s, 0, sizeof *s);
 }
 
@@ -112,13 +118,22 @@ static void rmsnorm(float *out, const float *x, const ttq_tensor *w, int n, floa
   for (int i = 0; i < n; i++) out[i] = wtmp[i] * (x[i] * r);
 }
 
-/* Y[n x rows] = X[n x cols] W^T, W stored rows x cols in any dtype. */
-static void linear(ttq_state *s, const ttq_tensor *W, const float *X, int n, float *Y) {
+/* Y[n x rows] = X[n x cols] W^T, W stored rows x cols in any dtype. With Q (fused TTQ), every
+ * row of W is also quantized with scale D into Q right after it is read. */
+static void linear(ttq_state *s, const ttq_tensor *W, const float *X, int n, float *Y,
+                   ttq_qmatrix *Q, const float *D) {
   const int64_t rows = W->shape[0], cols = W->shape[1];
   const size_t row_bytes = W->nbytes / (size_t)rows;
   const uint8_t *base = W->data;
   const ttq_kernels *k = s->kern;
   if (n < s->n_gemm_rows) {
+    if (Q) {
+      double t0 = omp_get_wtime();
+#pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1)
+      for (int64_t r = 0; r < rows; r += 16)
+        ttq_quantize_rows_k(k, Q, W->dtype, base, D, r, r + 16 < rows ? r + 16 : rows);
+      s->fuse_ms += (omp_get_wtime() - t0) * 1e3;
+    }
     for (int t = 0; t < n; t++) {
       const float *x = X + (size_t)t * cols;
       float *y = Y + (size_t)t * rows;
@@ -129,22 +144,36 @@ static void linear(ttq_state *s, const ttq_tensor *W, const float *X, int n, flo
     return;
   }
   /* Each thread converts its own slice of rows to f32 and multiplies it with one
-   * single-threaded sgemm: no thread pool but ours, and the slice stays in cache. */
-#pragma omp parallel num_threads(s->threads)
+   * single-threaded sgemm: no thread pool but ours. (Converting and multiplying tiles that stay
+   * in L2 measured slower: sgemm packs X again for every tile.) */
+  double qtime = 0;
+#pragma omp parallel num_threads(s->threads) reduction(+ : qtime)
   {
     int nt = omp_get_num_threads(), id = omp_get_thread_num();
     int64_t per = (rows + nt - 1) / nt, r0 = per * id, r1 = r0 + per < rows ? r0 + per : rows;
     if (r0 < r1) {
       const float *w32 = (const float *)(base) + r0 * cols;
       if (W->dtype != TTQ_F32) {
-        for (int64_t r = r0; r < r1; r++)
-          ttq_row_to_f32(k, W->dtype, base + (size_t)r * row_bytes, s->wbuf + (size_t)r * cols, cols);
+        for (int64_t r = r0; r < r1; r++) {
+          float *wr = s->wbuf + (size_t)r * cols;
+          ttq_row_to_f32(k, W->dtype, base + (size_t)r * row_bytes, wr, cols);
+          if (Q) { /* the f32 row is in L1: quantize it now (exact: the conversion is exact) */
+            double t0 = omp_get_wtime();
+            ttq_quantize_row_k(k, Q, TTQ_F32, wr, D, r);
+            qtime += omp_get_wtime() - t0;
+          }
+        }
         w32 = s->wbuf + (size_t)r0 * cols;
+      } else if (Q) {
+        double t0 = omp_get_wtime();
+        ttq_quantize_rows_k(k, Q, TTQ_F32, base, D, r0, r1);
+        qtime += omp_get_wtime() - t0;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)(r1 - r0), (int)cols, 1.0f, X,
                   (int)cols, w32, (int)cols, 0.0f, Y + r0, (int)rows);
     }
   }
+  s->fuse_ms += qtime * 1e3 / s->threads; /* wall-clock share: the threads quantize in parallel */
 }
 
 /* Quantized product Y = Q(W D)(X / D) [+ B (A X)] of projection p of layer l, rows split
@@ -174,9 +203,48 @@ static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS,
   }
 }
 
+/* Fused TTQ: D of this complete input (the whole prompt is this chunk) into s->fuse_d, and 1/D
+ * into the quantized model. The sums are those ttq_stats_add_slice would make from zero, in the
+ * same order; for an input every rank holds whole (attn, mlp) rank 0's sums are shared by an
+ * allreduce (the others add zeros), exactly as the statistics of the separate pass are. */
+static void fuse_scale(ttq_state *s, int l, int input, const float *X, int n, int width) {
+  double t0 = omp_get_wtime();
+  ttq_tp *tp = s->m->tp;
+  const bool replicated = input == TTQ_IN_ATTN || input == TTQ_IN_MLP;
+  double *sq = s->fuse_sq;
+  const bool mine = !tp || tp->rank == 0 || !replicated;
+  /* channels split over the threads; each channel sums over t in order (x^2 is exact in double,
+   * so vector and fused forms give the same sums as ttq_stats_add_slice) */
+#pragma omp parallel for num_threads(s->threads) schedule(static)
+  for (int c0 = 0; c0 < width; c0 += 256) {
+    const int c1 = c0 + 256 < width ? c0 + 256 : width;
+    for (int c = c0; c < c1; c++) sq[c] = 0;
+    for (int t = 0; mine && t < n; t++) {
+      const float *x = X + (size_t)t * width;
+#pragma omp simd
+      for (int c = c0; c < c1; c++) sq[c] += (double)x[c] * x[c];
+    }
+  }
+  if (tp && tp->size > 1 && replicated && tp->allreduce_f64) {
+    tp->allreduce_f64(tp->u, sq, (size_t)width);
+    tp->sent_bytes += (size_t)width * sizeof(double);
+    tp->calls++;
+  }
+  float *inv = s->fuse->layers[l].inv_d[input];
+#pragma omp parallel for num_threads(s->threads) schedule(static)
+  for (int c0 = 0; c0 < width; c0 += 256) {
+    const int c1 = c0 + 256 < width ? c0 + 256 : width;
+    ttq_scale_from_sumsq(&s->fuse->cfg, sq + c0, n, c1 - c0, s->fuse_d + c0);
+    for (int c = c0; c < c1; c++) inv[c] = 1.0f / s->fuse_d[c];
+  }
+  s->fuse->alpha[l * TTQ_N_INPUTS + input] = s->fuse->cfg.alpha;
+  s->stats_ms += (omp_get_wtime() - t0) * 1e3;
+}
+
 /* Everything that happens to a linear layer's input once, before its projections: statistics,
  * taps, and (quantized) the 1/D scaling. Returns the input the projections multiply. */
 static const float *layer_input(ttq_state *s, int l, int input, const float *X, int n, int width) {
+  if (s->fuse) fuse_scale(s, l, input, X, n, width);
   if (s->stats) { /* tensor parallel: each channel is counted by exactly one rank */
     const ttq_tp *tp = s->m->tp;
     const bool replicated = input == TTQ_IN_ATTN || input == TTQ_IN_MLP;
@@ -196,10 +264,53 @@ static const float *layer_input(ttq_state *s, int l, int input, const float *X, 
   return s->xs;
 }
 
-/* One projection: quantized when a quantized model is set, else the checkpoint's weights. */
+/* One projection: quantized when a quantized model is set, else the checkpoint's weights
+ * (fused TTQ: which it also quantizes). */
 static void proj(ttq_state *s, int l, int p, const float *X, const float *XS, int n, float *Y) {
   if (s->qm) qlinear(s, l, p, X, XS, n, Y);
-  else linear(s, ttq_proj_weight(s->m, l, p), X, n, Y);
+  else if (s->fuse)
+    linear(s, ttq_proj_weight(s->m, l, p), X, n, Y, &s->fuse->layers[l].w[p], s->fuse_d);
+  else linear(s, ttq_proj_weight(s->m, l, p), X, n, Y, NULL, NULL);
+}
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* Decoding one token: the np projections ps[] of layer l that share the input (X unscaled, XS
+ * scaled by 1/D for the quantized weights s->qm, else the checkpoint's) in one parallel region:
+ * one fork and join instead of np. Their rows, concatenated, are split into one contiguous
+ * 16-row-aligned share per thread (same width, so rows are bytes). With glu (ps = gate, up;
+ * Y = hb, hb2) both are split alike over the ffn rows and each thread applies
+ * hb = silu(hb) * hb2 to its own rows. Same products as proj() row for row. */
+static void decode_group(ttq_state *s, int l, const int *ps, int np, const float *X,
+                         const float *XS, float *const *Y, bool glu) {
+  int64_t off[4], total = 0, rows[4];
+  for (int i = 0; i < np; i++)
+    rows[i] = s->qm ? s->qm->layers[l].w[ps[i]].rows : ttq_proj_weight(s->m, l, ps[i])->shape[0];
+  for (int i = 0; i < np; i++) off[i] = total, total += glu ? 0 : rows[i];
+  if (glu) total = rows[0];
+#pragma omp parallel num_threads(s->threads)
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
+    int64_t a = per * id, b = a + per < total ? a + per : total;
+    for (int i = 0; i < np && a < b; i++) {
+      int64_t o = glu ? 0 : off[i], r0 = a - o, r1 = b - o;
+      r0 = r0 < 0 ? 0 : r0;
+      r1 = r1 > rows[i] ? rows[i] : r1;
+      if (r0 >= r1) continue;
+      if (s->qm) {
+        ttq_qmatvec(s->kern, &s->qm->layers[l].w[ps[i]], XS, Y[i], r0, r1);
+      } else {
+        const ttq_tensor *W = ttq_proj_weight(s->m, l, ps[i]);
+        const size_t rb = W->nbytes / (size_t)rows[i];
+        for (int64_t r = r0; r < r1; r++)
+          Y[i][r] = ttq_dot_row(s->kern, W->dtype, (const uint8_t *)W->data + (size_t)r * rb, X,
+                                W->shape[1]);
+      }
+    }
+    if (glu)
+      for (int64_t i = a; i < b; i++) Y[0][i] = silu(Y[0][i]) * Y[1][i];
+  }
 }
 
 /* Rotates pairs of one head vector by the angle table of position p. */
@@ -219,8 +330,6 @@ static void head_rmsnorm(float *v, int hd, const float *w, float eps) {
   float r = 1.0f / sqrtf((float)(ss / hd) + eps);
   for (int i = 0; i < hd; i++) v[i] = w[i] * (v[i] * r);
 }
-
-static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* Causal grouped-query attention for n new tokens starting at position p0 of layer l.
  * Many tokens: per head, S = Q K^T (sgemm), causal softmax, O = P V (sgemm), heads spread over
@@ -315,9 +424,16 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
       rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, &L->attn_norm, dim, c->norm_eps,
               s->kern, wtmp);
     const float *in = layer_input(s, l, TTQ_IN_ATTN, s->xb, n, dim);
-    proj(s, l, TTQ_P_Q, s->xb, in, n, s->q);
-    proj(s, l, TTQ_P_K, s->xb, in, n, s->k);
-    proj(s, l, TTQ_P_V, s->xb, in, n, s->v);
+    const bool grouped = n == 1 && !s->fuse && (!s->qm || !s->qm->lr);
+    if (grouped) {
+      const int ps[3] = {TTQ_P_Q, TTQ_P_K, TTQ_P_V};
+      float *const ys[3] = {s->q, s->k, s->v};
+      decode_group(s, l, ps, 3, s->xb, in, ys, false);
+    } else {
+      proj(s, l, TTQ_P_Q, s->xb, in, n, s->q);
+      proj(s, l, TTQ_P_K, s->xb, in, n, s->k);
+      proj(s, l, TTQ_P_V, s->xb, in, n, s->v);
+    }
     if (c->qk_norm) {
       ttq_row_to_f32(s->kern, L->q_norm.dtype, L->q_norm.data, qn, hd);
       ttq_row_to_f32(s->kern, L->k_norm.dtype, L->k_norm.data, kn, hd);
@@ -351,9 +467,17 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
       rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, &L->ffn_norm, dim, c->norm_eps,
               s->kern, wtmp);
     in = layer_input(s, l, TTQ_IN_MLP, s->xb, n, dim);
-    proj(s, l, TTQ_P_GATE, s->xb, in, n, s->hb);
-    proj(s, l, TTQ_P_UP, s->xb, in, n, s->hb2);
-    for (size_t i = 0; i < (size_t)n * c->ffn_dim; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
+    if (grouped) {
+      const int ps[2] = {TTQ_P_GATE, TTQ_P_UP};
+      float *const ys[2] = {s->hb, s->hb2};
+      decode_group(s, l, ps, 2, s->xb, in, ys, true);
+    } else {
+      proj(s, l, TTQ_P_GATE, s->xb, in, n, s->hb);
+      proj(s, l, TTQ_P_UP, s->xb, in, n, s->hb2);
+      const int64_t nf = (int64_t)n * c->ffn_dim;
+#pragma omp parallel for num_threads(s->threads) schedule(static)
+      for (int64_t i = 0; i < nf; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
+    }
     in = layer_input(s, l, TTQ_IN_DOWN, s->hb, n, c->ffn_dim);
     proj(s, l, TTQ_P_DOWN, s->hb, in, n, s->xb);
     if (m->tp && m->tp->allreduce_f32) tp_allreduce(m->tp, s->xb, (size_t)n * dim);
@@ -368,12 +492,12 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, &m->final_norm, dim,
             c->norm_eps, s->kern, wtmp);
   if (m->tp && m->tp->gather_logits) { /* this rank's vocabulary rows, then everyone's */
-    linear(s, &m->head, s->xb, rows, s->logits_local);
+    linear(s, &m->head, s->xb, rows, s->logits_local, NULL, NULL);
     m->tp->gather_logits(m->tp->u, m->tp, s->logits_local, rows, logits);
     m->tp->sent_bytes += (uint64_t)rows * (uint64_t)m->head.shape[0] * sizeof(float);
     m->tp->calls++;
   } else {
-    linear(s, &m->head, s->xb, rows, logits);
+    linear(s, &m->head, s->xb, rows, logits, NULL, NULL);
   }
 }
 
@@ -388,6 +512,8 @@ int ttq_forward(ttq_state *s, const int32_t *tokens, int n, float *logits, bool 
     if (tokens[t] < 0 || tokens[t] >= c->vocab)
       return ttq__fail(d, TTQ_ERANGE, "token id %d at position %d is outside the vocabulary (%d)",
                        tokens[t], t, c->vocab);
+  if (s->fuse && (s->pos != 0 || n > s->max_batch || s->qm))
+    return ttq__fail(d, TTQ_EINVAL, "fused quantization needs the whole prompt in one chunk");
   openblas_set_num_threads(1); /* parallelism is ours (OpenMP), see linear() */
   if (s->qm && s->qm->lr && s->qm->lr->rank > s->lr_cap) {
     free(s->lr_tmp);

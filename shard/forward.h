@@ -44,6 +44,15 @@ typedef struct ttq_state {
   ttq_tap_fn tap;          /* observe every linear input (tests, calibration) */
   double stats_ms;         /* time spent accumulating statistics (added to) */
   void *tap_u;
+  /* Fused TTQ (set by the engine for a prompt that fits one chunk): the pass runs in full
+   * precision and, as each layer input is complete, computes its D from this chunk's sums of
+   * squares and quantizes the projections it feeds into `fuse` from the f32 rows the prefill
+   * converts for sgemm anyway (one read of the master weights for both). Bit-identical to
+   * ttq_qmodel_quantize with the prompt's statistics (ttq, fixed alpha, no low rank). */
+  ttq_qmodel *fuse;
+  double fuse_ms;          /* time spent quantizing inside the pass (added to) */
+  double *fuse_sq;         /* scratch: sums of squares of one input [widest input] */
+  float *fuse_d;           /* scratch: D of the current input [widest input] */
 } ttq_state;
 
 /* Allocates the state for up to max_ctx tokens. threads <= 0 means all cores.

@@ -2,7 +2,7 @@
  *
  * Each SIMD variant is compiled with a target attribute so the library as a whole needs only
  * baseline x86-64 (or any architecture: the SIMD code is x86-only and compiled out elsewhere).
- * The tables are static const: selection keeps no mutable state. */
+ * The tables are static const: selection keeps no mutable state but a cached CPUID bit. */
 #include "kernels.h"
 
 #include <stdlib.h>
@@ -11,8 +11,22 @@
 #include "util.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define TTQ_X86 1
+/* F16C (CPUID.1:ECX bit 29): asked with cpuid, as clang's __builtin_cpu_supports has no "f16c".
+ * Cached: cpuid traps to the hypervisor in a VM (tens of microseconds), and selection runs per
+ * quantizer call. The cache is atomic: 0 unknown, 1 no, 2 yes (racing first calls agree). */
+static bool has_f16c(void) {
+  static _Atomic int cached;
+  int v = cached;
+  if (!v) {
+    unsigned a, b, c, d;
+    v = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1) ? 2 : 1;
+    cached = v;
+  }
+  return v == 2;
+}
 #endif
 
 /* ---- scalar (reference; also the fallback everywhere) ---- */
@@ -257,8 +271,7 @@ static const ttq_kernels *by_name(const char *isa) {
   if (!strcmp(isa, "scalar")) return &k_scalar;
 #ifdef TTQ_X86
   __builtin_cpu_init();
-  bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                  __builtin_cpu_supports("f16c");
+  bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   bool has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                     __builtin_cpu_supports("avx512vl");
   if (!strcmp(isa, "avx2")) return has_avx2 ? &k_avx2 : NULL;

@@ -50,9 +50,6 @@ static inline uint32_t rd32(const uint8_t *p) {
   memcpy(&w, p, 4); /* x86 only reads this word in SIMD paths; scalar path below is LE-safe */
   return w;
 }
-static inline uint32_t rd32le(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static size_t block_bytes(const ttq_qmatrix *q) { return 4 * (size_t)q->bits; }
 static const uint8_t *row_codes(const ttq_qmatrix *q, int64_t r) {
@@ -60,29 +57,6 @@ static const uint8_t *row_codes(const ttq_qmatrix *q, int64_t r) {
 }
 
 /* ---- scalar: the reference float-activation formula; any group; no scratch ---- */
-
-static void unpack_block(int bits, const uint8_t *b, uint8_t *c) {
-  uint32_t w;
-  switch (bits) {
-  case 8: memcpy(c, b, 32); break;
-  case 4:
-  case 5:
-    for (int j = 0; j < 16; j++) c[j] = b[j] & 15, c[j + 16] = b[j] >> 4;
-    if (bits == 5) {
-      w = rd32le(b + 16);
-      for (int j = 0; j < 32; j++) c[j] |= (uint8_t)((w >> j & 1) << 4);
-    }
-    break;
-  default:
-    for (int j = 0; j < 8; j++)
-      for (int s = 0; s < 4; s++) c[j + 8 * s] = b[j] >> (2 * s) & 3;
-    if (bits == 3) {
-      w = rd32le(b + 8);
-      for (int j = 0; j < 32; j++) c[j] |= (uint8_t)((w >> j & 1) << 2);
-    }
-    break;
-  }
-}
 
 static float row_scalar(const ttq_qmatrix *q, int64_t r, const float *x) {
   const int64_t cols = q->cols, G = q->group, ng = cols / G;
@@ -92,7 +66,7 @@ static float row_scalar(const ttq_qmatrix *q, int64_t r, const float *x) {
   float acc = 0, gs = 0, sx = 0;
   uint8_t c[32];
   for (int64_t b = 0; b < cols / 32; b++) {
-    unpack_block(q->bits, cr + b * bb, c);
+    ttq__unpack_block(q->bits, cr + b * bb, c);
     for (int j = 0; j < 32; j++) {
       int64_t col = b * 32 + j;
       gs += (float)c[j] * x[col];
@@ -487,22 +461,17 @@ VNNI_TARGET static void group_sums_hat(const float *x, int64_t cols, int G, floa
   }
 }
 
-/* Quantizes x per 32-block into s->xq (in the layout the codes unpack to) and s->sx. */
+/* Quantizes x per 32-block to int8 (quant_blocks16 with Q = 127) into s->xq, in the layout the
+ * codes unpack to, and s->sx. */
 VNNI_TARGET static void quantize_x(const float *x, int64_t cols, int bits, scratch *s) {
   const int64_t nb = cols / 32;
   const int bps = set_blocks(bits);
   memset(s->xq + nb / bps * bps * 32, 0, (size_t)bps * 32); /* the partial last set, if any */
+  quant_blocks16(x, nb, 127.0f, s->nat, s->sx);
   for (int64_t b = nb; b < nb + 16; b++) s->sx[b] = 0;
-  const __m512i absm = _mm512_set1_epi32(0x7fffffff);
   for (int64_t b = 0; b < nb; b++) {
-    __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
-    float amax = _mm512_reduce_max_ps(_mm512_castsi512_ps(_mm512_max_epu32(
-        _mm512_and_si512(_mm512_castps_si512(v0), absm), _mm512_and_si512(_mm512_castps_si512(v1), absm))));
-    float inv = amax > 1e-30f ? 127.0f / amax : 0.0f;
-    s->sx[b] = amax > 1e-30f ? amax / 127.0f : 0.0f;
-    __m512 iv = _mm512_set1_ps(inv);
-    __m128i q0 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, iv)));
-    __m128i q1 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, iv)));
+    __m256i v = _mm512_cvtepi16_epi8(_mm512_loadu_si512(s->nat + 32 * b));
+    __m128i q0 = _mm256_castsi256_si128(v), q1 = _mm256_extracti128_si256(v, 1);
     int8_t *base = s->xq + b / bps * bps * 32;
     int k = (int)(b % bps);
     if (bits == 8) {
@@ -606,6 +575,27 @@ VNNI_TARGET static ALWAYS_INLINE __m512 set_scale(const int bits, const float *d
                                _mm512_castps256_ps512(_mm256_loadu_ps(ds)));
 }
 
+/* ds[b] = d of block b's group * s->sx[b] for the nb blocks of row r (one helper for the
+ * int8, int16 and split kernels). */
+VNNI_TARGET static inline void row_block_scales(const ttq_qmatrix *q, int64_t r, scratch *s, float *ds) {
+  const int64_t ng = q->cols / q->group, nb = q->cols / 32;
+  const uint16_t *dr = q->d + r * ng;
+  if (q->group == 32) {
+    for (int64_t b = 0; b < nb; b += 16) {
+      __mmask16 k = mask16(nb - b);
+      __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, dr + b));
+      _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
+    }
+    return;
+  }
+  row_d_f32(dr, ng, s->dbuf);
+  for (int64_t b = 0; b < nb; b += 16) {
+    __mmask16 k = mask16(nb - b);
+    __m512 dv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, _mm512_maskz_loadu_epi32(k, s->gi + b), s->dbuf, 4);
+    _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
+  }
+}
+
 VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix *q, const float *S,
                                              scratch *s, float *y, int64_t r0, int64_t r1) {
   const int64_t cols = q->cols, G = q->group, ng = cols / G, nb = cols / 32;
@@ -616,22 +606,7 @@ VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix 
   for (int64_t b = nb; b < nb + 16; b++) ds[b] = 0;
   for (int64_t r = r0; r < r1; r++) {
     const uint8_t *cr = row_codes(q, r);
-    const uint16_t *dr = q->d + r * ng;
-    /* ds[b] = d of block b's group * sx[b] */
-    if (G == 32) {
-      for (int64_t b = 0; b < nb; b += 16) {
-        __mmask16 k = mask16(nb - b);
-        __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, dr + b));
-        _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
-      }
-    } else {
-      row_d_f32(dr, ng, s->dbuf);
-      for (int64_t b = 0; b < nb; b += 16) {
-        __mmask16 k = mask16(nb - b);
-        __m512 dv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, _mm512_maskz_loadu_epi32(k, s->gi + b), s->dbuf, 4);
-        _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
-      }
-    }
+    row_block_scales(q, r, s, ds);
     __m512 acc0 = mdot_avx512(q->m + r * ng, S, ng), acc1 = _mm512_setzero_ps();
     const int8_t *xq = s->xq;
     int64_t t = 0;
@@ -669,40 +644,26 @@ VNNI_TARGET static void qmatvec_i8(const ttq_qmatrix *q, const float *x, float *
 }
 
 
-/* ================= AVX-512 VNNI: int16 activations =================
+/* ================= AVX-512 VNNI: int16 activations, 8-bit codes =================
  * Same scheme as int8 with x quantized to int16 per 32-block (s_b = max|x_b| / 32767) and
- * vpdpwssd. The codes are taken straight from 16-bit lanes of the packed bytes by shift and
- * mask ("fields"); x is stored per set in the matching order: field f, word k holds
- *   8 bits:   block k/16, code 2(k%16) + f                    (2 fields)
- *   4/5 bits: block k/8,  code 2(k%8) + (f>>1) + 16(f&1)      (4 fields, shift 4f)
- *   2/3 bits: block k/4,  code 2(k%4) + f/4 + 8(f%4)          (8 fields, shift 2f)
- * The top bit of 3/5-bit codes is added under a mask from vptestmw of the block's word. */
-
-/* 16-bit lane constants (gcc 12 has no _mm512_setr_epi16) */
-static const int16_t w5_lane_word[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6};
-static const int16_t w5_lane_bit[32] __attribute__((aligned(64))) = {1, 4, 16, 64, 256, 1024, 4096, 16384, 1, 4, 16, 64, 256, 1024, 4096, 16384, 1, 4, 16, 64, 256, 1024, 4096, 16384, 1, 4, 16, 64, 256, 1024, 4096, 16384};
-static const int16_t w3_lane_word[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6, 8, 8, 8, 8, 10, 10, 10, 10, 12, 12, 12, 12, 14, 14, 14, 14};
-static const int16_t w3_lane_bit[32] __attribute__((aligned(64))) = {1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64, 1, 4, 16, 64};
-
-static inline int nfields(int bits) { return bits == 8 ? 2 : bits >= 4 ? 4 : 8; }
+ * vpdpwssd on 8-bit codes, taken straight from the 16-bit lanes of the packed bytes by mask and
+ * shift ("fields"); x is stored per set in the matching order: field f (0, 1), word k holds
+ * block k/16, code 2(k%16) + f. (Codes of 2..5 bits take the vpdpbusd split below.) */
 
 /* Position p in a set (field f = p / 32, word k = p % 32) -> block in set * 32 + code. */
-static inline int src16(int bits, int p) {
+static inline int src16(int p) {
   int f = p / 32, k = p % 32;
-  if (bits == 8) return (k / 16) * 32 + 2 * (k % 16) + f;
-  if (bits >= 4) return (k / 8) * 32 + 2 * (k % 8) + (f >> 1) + 16 * (f & 1);
-  return (k / 4) * 32 + 2 * (k % 4) + f / 4 + 8 * (f % 4);
+  return (k / 16) * 32 + 2 * (k % 16) + f;
 }
 
-VNNI_TARGET static void quantize_x16(const float *x, int64_t cols, int bits, scratch *s,
-                                     int16_t *nat) {
+VNNI_TARGET static void quantize_x16(const float *x, int64_t cols, scratch *s, int16_t *nat) {
   const int64_t nb = cols / 32;
-  const int bps = set_blocks(bits), ss = bps * 32;
+  const int bps = set_blocks(8), ss = bps * 32;
   int16_t *xq = (int16_t *)s->xq;
   quant_blocks16(x, nb, 32767.0f, nat, s->sx);
   for (int64_t b = nb; b < nb + 16; b++) s->sx[b] = 0;
   int16_t perm[256];
-  for (int p = 0; p < ss; p++) perm[p] = (int16_t)src16(bits, p);
+  for (int p = 0; p < ss; p++) perm[p] = (int16_t)src16(p);
   const int64_t nfull = nb / bps;
   for (int64_t t = 0; t < nfull; t++)
     for (int p = 0; p < ss; p++) xq[t * ss + p] = nat[t * ss + perm[p]];
@@ -716,82 +677,17 @@ VNNI_TARGET static ALWAYS_INLINE __m512i dp16(__m512i a, __m512i c, const int16_
   return _mm512_dpwssd_epi32(a, c, _mm512_loadu_si512(x));
 }
 
-/* Integer dots of one set with int16 x (layout above); nbk valid blocks. */
-VNNI_TARGET static ALWAYS_INLINE __m512i set_dot16(const int bits, const uint8_t *p, const int16_t *xq,
-                                                  int nbk, int full) {
-  const __m512i zero = _mm512_setzero_si512();
-  if (bits == 8) {
-    __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(32 * nbk), p);
-    __m512i a = dp16(zero, _mm512_and_si512(v, _mm512_set1_epi16(0xff)), xq);
-    return dp16(a, _mm512_srli_epi16(v, 8), xq + 32);
-  }
-  if (bits == 4 || bits == 5) {
-    const __m512i m = _mm512_set1_epi16(15);
-    __m512i v, w = zero;
-    if (bits == 4) {
-      v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(16 * nbk), p);
-    } else {
-      int nd = 5 * nbk;
-      __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
-      __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
-      v = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18), B);
-      w = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19), B);
-    }
-    __m512i c0 = _mm512_and_si512(v, m), c1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    __m512i c2 = _mm512_and_si512(_mm512_srli_epi16(v, 8), m), c3 = _mm512_srli_epi16(v, 12);
-    if (bits == 5) {
-      /* word lane k: low / high half of block k/8's bit word */
-      const __m512i il = _mm512_loadu_si512(w5_lane_word);
-      const __m512i pe = _mm512_loadu_si512(w5_lane_bit);
-      __m512i WL = _mm512_permutexvar_epi16(il, w);
-      __m512i WH = _mm512_permutexvar_epi16(_mm512_add_epi16(il, _mm512_set1_epi16(1)), w);
-      __m512i po = _mm512_slli_epi16(pe, 1), v16 = _mm512_set1_epi16(16);
-      c0 = _mm512_mask_add_epi16(c0, _mm512_test_epi16_mask(WL, pe), c0, v16);
-      c1 = _mm512_mask_add_epi16(c1, _mm512_test_epi16_mask(WH, pe), c1, v16);
-      c2 = _mm512_mask_add_epi16(c2, _mm512_test_epi16_mask(WL, po), c2, v16);
-      c3 = _mm512_mask_add_epi16(c3, _mm512_test_epi16_mask(WH, po), c3, v16);
-    }
-    __m512i a = dp16(zero, c0, xq);
-    a = dp16(a, c1, xq + 32);
-    a = dp16(a, c2, xq + 64);
-    return dp16(a, c3, xq + 96);
-  }
-  /* 2 and 3 bits: 8 blocks */
-  __m512i v, w = zero;
-  if (bits == 2) {
-    v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(8 * nbk), p);
-  } else {
-    int nd = 3 * nbk;
-    __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
-    __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
-    v = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 21, 22), B);
-    w = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(2, 5, 8, 11, 14, 17, 20, 23, 2, 5, 8, 11, 14, 17, 20, 23), B);
-  }
-  const __m512i m = _mm512_set1_epi16(3);
-  __m512i a = zero;
-  if (bits == 2) {
-    for (int f = 0; f < 8; f++)
-      a = dp16(a, _mm512_and_si512(_mm512_srli_epi16(v, 2 * f), m), xq + 32 * f);
-    return a;
-  }
-  const __m512i il = _mm512_loadu_si512(w3_lane_word);
-  __m512i WL = _mm512_permutexvar_epi16(il, w);
-  __m512i WH = _mm512_permutexvar_epi16(_mm512_add_epi16(il, _mm512_set1_epi16(1)), w);
-  /* lane k, field f = 4h + s: bit 2(k%4) + h + 8(s%2) of the low (s < 2) or high half */
-  const __m512i pb = _mm512_loadu_si512(w3_lane_bit);
-  const __m512i v4 = _mm512_set1_epi16(4);
-  for (int f = 0; f < 8; f++) {
-    int h = f / 4, sf = f % 4;
-    __m512i c = _mm512_and_si512(_mm512_srli_epi16(v, 2 * f), m);
-    __m512i pat = _mm512_slli_epi16(pb, h + 8 * (sf % 2));
-    __mmask32 k = _mm512_test_epi16_mask(sf < 2 ? WL : WH, pat);
-    a = dp16(a, _mm512_mask_add_epi16(c, k, c, v4), xq + 32 * f);
-  }
-  return a;
+/* Integer dots of one set of 8-bit codes with int16 x (layout above); nbk valid blocks. */
+VNNI_TARGET static ALWAYS_INLINE __m512i set_dot16(const uint8_t *p, const int16_t *xq, int nbk,
+                                                  int full) {
+  __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(32 * nbk), p);
+  __m512i a = dp16(_mm512_setzero_si512(), _mm512_and_si512(v, _mm512_set1_epi16(0xff)), xq);
+  return dp16(a, _mm512_srli_epi16(v, 8), xq + 32);
 }
 
-VNNI_TARGET static ALWAYS_INLINE void rows_i16(const int bits, const ttq_qmatrix *q, const float *S,
-                                              scratch *s, float *y, int64_t r0, int64_t r1) {
+VNNI_TARGET static void rows_i16(const ttq_qmatrix *q, const float *S, scratch *s, float *y,
+                                 int64_t r0, int64_t r1) {
+  const int bits = 8;
   const int64_t cols = q->cols, G = q->group, ng = cols / G, nb = cols / 32;
   const int bps = set_blocks(bits);
   const int64_t nfull = nb / bps, rem = nb % bps;
@@ -801,37 +697,23 @@ VNNI_TARGET static ALWAYS_INLINE void rows_i16(const int bits, const ttq_qmatrix
   for (int64_t b = nb; b < nb + 16; b++) ds[b] = 0;
   for (int64_t r = r0; r < r1; r++) {
     const uint8_t *cr = row_codes(q, r);
-    const uint16_t *dr = q->d + r * ng;
-    if (G == 32) {
-      for (int64_t b = 0; b < nb; b += 16) {
-        __mmask16 k = mask16(nb - b);
-        __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, dr + b));
-        _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
-      }
-    } else {
-      row_d_f32(dr, ng, s->dbuf);
-      for (int64_t b = 0; b < nb; b += 16) {
-        __mmask16 k = mask16(nb - b);
-        __m512 dv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, _mm512_maskz_loadu_epi32(k, s->gi + b), s->dbuf, 4);
-        _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
-      }
-    }
+    row_block_scales(q, r, s, ds);
     __m512 acc0 = mdot_avx512(q->m + r * ng, S, ng), acc1 = _mm512_setzero_ps();
     int64_t t = 0;
     for (; t + 2 <= nfull; t += 2) {
       const char *pf = (const char *)cr + t * sbytes + PF_DIST;
       for (size_t o = 0; o < 2 * sbytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-      __m512i a = set_dot16(bits, cr + t * sbytes, xq + t * bps * 32, bps, 1);
-      __m512i b = set_dot16(bits, cr + (t + 1) * sbytes, xq + (t + 1) * bps * 32, bps, 1);
+      __m512i a = set_dot16(cr + t * sbytes, xq + t * bps * 32, bps, 1);
+      __m512i b = set_dot16(cr + (t + 1) * sbytes, xq + (t + 1) * bps * 32, bps, 1);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
       acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), set_scale(bits, ds + (t + 1) * bps), acc1);
     }
     for (; t < nfull; t++) {
-      __m512i a = set_dot16(bits, cr + t * sbytes, xq + t * bps * 32, bps, 1);
+      __m512i a = set_dot16(cr + t * sbytes, xq + t * bps * 32, bps, 1);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
     }
     if (rem) {
-      __m512i a = set_dot16(bits, cr + t * sbytes, xq + t * bps * 32, (int)rem, 0);
+      __m512i a = set_dot16(cr + t * sbytes, xq + t * bps * 32, (int)rem, 0);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
     }
     y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
@@ -961,21 +843,7 @@ VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const ttq_qmatr
   for (int64_t b = nb; b < nb + 16; b++) ds[b] = 0;
   for (int64_t r = r0; r < r1; r++) {
     const uint8_t *cr = row_codes(q, r);
-    const uint16_t *dr = q->d + r * ng;
-    if (G == 32) {
-      for (int64_t b = 0; b < nb; b += 16) {
-        __mmask16 k = mask16(nb - b);
-        __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, dr + b));
-        _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
-      }
-    } else {
-      row_d_f32(dr, ng, s->dbuf);
-      for (int64_t b = 0; b < nb; b += 16) {
-        __mmask16 k = mask16(nb - b);
-        __m512 dv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, _mm512_maskz_loadu_epi32(k, s->gi + b), s->dbuf, 4);
-        _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
-      }
-    }
+    row_block_scales(q, r, s, ds);
     __m512 acc0 = mdot_avx512(q->m + r * ng, S, ng), acc1 = _mm512_setzero_ps();
     int64_t t = 0;
     for (; t + 2 <= nfull; t += 2) {
@@ -1014,14 +882,8 @@ VNNI_TARGET static void qmatvec_i16(const ttq_qmatrix *q, const float *x, float 
     }
     return;
   }
-  quantize_x16(x, q->cols, q->bits, s, s->nat);
-  switch (q->bits) {
-  case 2: rows_i16(2, q, s->S, s, y, r0, r1); break;
-  case 3: rows_i16(3, q, s->S, s, y, r0, r1); break;
-  case 4: rows_i16(4, q, s->S, s, y, r0, r1); break;
-  case 5: rows_i16(5, q, s->S, s, y, r0, r1); break;
-  case 8: rows_i16(8, q, s->S, s, y, r0, r1); break;
-  }
+  quantize_x16(x, q->cols, s, s->nat);
+  rows_i16(q, s->S, s, y, r0, r1);
 }
 
 static void qmatvec_avx512(const ttq_qmatrix *q, const float *x, float *y, int64_t r0, int64_t r1) {

@@ -187,9 +187,11 @@ size_t ttq_qmodel_bytes(const ttq_qmodel *q) {
 }
 
 void ttq_scale_from_stats(const ttq_qcfg *c, const ttq_stats *s, int l, int input, float *D) {
-  const double *sq = ttq_stats_sumsq(s, l, input);
-  double T = *ttq_stats_count(s, l, input);
-  const int w = s->width[input];
+  ttq_scale_from_sumsq(c, ttq_stats_sumsq(s, l, input), *ttq_stats_count(s, l, input),
+                       s->width[input], D);
+}
+
+void ttq_scale_from_sumsq(const ttq_qcfg *c, const double *sq, double T, int w, float *D) {
   for (int i = 0; i < w; i++) {
     double v = c->mean ? (T > 0 ? sq[i] / T : 0) : sq[i];
     D[i] = (float)pow(v + c->lambda, c->alpha);
@@ -206,11 +208,12 @@ static void quantize_input(ttq_qmodel *q, const ttq_model *m, int l, int input, 
     const ttq_tensor *w = ttq_proj_weight(m, l, p);
     const float *R = q->lr ? q->lr->R[l * TTQ_N_PROJ + p] : NULL;
     const int64_t rows = qm->rows, chunk = 16;
+    const ttq_kernels *k = ttq_kernels_select(NULL); /* once, not per chunk */
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
-      if (R) ttq_quantize_rows_f32(qm, R, D, r0, r1);
-      else ttq_quantize_rows(qm, w->dtype, w->data, D, r0, r1);
+      if (R) ttq_quantize_rows_k(k, qm, TTQ_F32, R, D, r0, r1);
+      else ttq_quantize_rows_k(k, qm, w->dtype, w->data, D, r0, r1);
     }
   }
 }

@@ -118,5 +118,8 @@ const float *ttq_qmodel_alphas(const ttq_qmodel *q);
 
 /* D of one input from statistics: D_c = (S_c / T + lambda)^alpha (or S_c + lambda). */
 void ttq_scale_from_stats(const ttq_qcfg *c, const ttq_stats *s, int l, int input, float *D);
+/* The same formula from w sums of squares sq and the token count T (ttq_scale_from_stats is
+ * this on the statistics' arrays; the fused prefill of forward.c calls it directly). */
+void ttq_scale_from_sumsq(const ttq_qcfg *c, const double *sq, double T, int w, float *D);
 
 #endif

@@ -15,13 +15,17 @@
  *   q  = min(max(roundf(w~ / d) + zero, 0), L)   (f32 sum: exact whenever the group is not
  *                            degenerate; NaN becomes 0, so the conversion to int is always defined)
  *   m  = fp16(-zero * d)
+ * The AVX-512 row quantizer (groups a multiple of 32) reaches the same codes without dividing,
+ * taking the division above only near ties (see "AVX-512 row quantizer" below).
  * Cases quant.h leaves open, decided here: when the fp16 d is 0 (range below fp16 resolution),
  * the group is treated as constant (d = fp16(|lo| / L)), and d = 1 when that is 0 too. Groups
  * whose range overflows fp16, and NaN inputs, give unspecified (but memory-safe) codes.
  *
- * Dispatch: the quantizer API takes no ttq_kernels, so it uses ttq_kernels_select(NULL) (the best
- * variant, or the one TTQ_ISA names); the variants differ only in speed.
- * Memory: no heap. Thread-safe: rows [r0, r1) touch only their own codes/d/m. */
+ * Dispatch: ttq_quantize_rows uses ttq_kernels_select(NULL) (the best variant, or the one TTQ_ISA
+ * names) on every call; ttq_quantize_rows_k takes the variant (the fused prefill quantizes row by
+ * row and passes its state's kernels). The variants differ only in speed.
+ * Memory: no heap (the AVX-512 row quantizer keeps a 64 KB buffer on the stack). Thread-safe:
+ * rows [r0, r1) touch only their own codes/d/m. */
 #include "quant.h"
 
 #include <math.h>
@@ -37,6 +41,8 @@
 
 /* Columns quantized per step: a whole number of groups and of 32-code blocks. */
 #define SPAN_MAX 1024
+/* Software prefetch distance of the AVX-512 row quantizer, in weights ahead. */
+#define PF_W 1024
 
 int ttq_quant_check(int64_t cols, int bits, int group, ttq_diag *d) {
   if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 8)
@@ -155,8 +161,8 @@ static void pack_block_scalar(int bits, const uint8_t *c, uint8_t *o) {
   }
 }
 
-/* Unpacks one block to 32 codes. */
-static void unpack_block_scalar(int bits, const uint8_t *b, uint8_t *c) {
+/* Unpacks one block to 32 codes (quant.h; shared with qkernels.c). */
+void ttq__unpack_block(int bits, const uint8_t *b, uint8_t *c) {
   uint32_t w;
   switch (bits) {
   case 8: memcpy(c, b, 32); break;
@@ -545,11 +551,188 @@ AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, ui
 }
 
 static const span_ops ops_avx512 = {load_avx512, span_avx512};
+
+/* ---- AVX-512 row quantizer for groups that are a multiple of 32 (F32/F16/BF16 weights) ----
+ * One pass over a row in chunks of 16 groups: load w~ = w * D into an L1 buffer while taking the
+ * per-group min/max vectors, reduce the 16 groups' min/max with a transpose tree (one vector),
+ * the 16 groups' parameters at once (group_param16), then codes packed straight from 32-bit
+ * lanes into the block layout.
+ * Division-free codes, bit-identical to the reference: y = w~ * fl(1/d) (two roundings of
+ * 2^-24) differs from fl(w~ / d) by less than |y| 2^-22. So when y is farther than
+ * tol = |y| 2^-21 from the nearest half-integer floor(y) + 1/2, no rounding boundary lies
+ * between y and fl(w~ / d): roundf(fl(w~ / d)) is the round-to-nearest-even of y (they differ
+ * only at exact ties, which are inside the window), and the integer add and clamp are exact.
+ * Lanes within tol of a half-integer (a few per 10^4 at 8 bits), NaN, infinities and huge values
+ * take the reference sequence (true division, round half away from zero) instead. Measured on
+ * the 738M shape, one core: 2.9 GB/s of F16 master weights before (two passes, division),
+ * 5.1-5.9 after, every width (docs/BENCHMARKS.md). */
+#define AVX512Q_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+AVX512Q_TARGET static inline __m512 load16_w(ttq_dtype wt, const void *row, int64_t c,
+                                            const float *D) {
+  __m512 v;
+  if (wt == TTQ_F32) v = _mm512_loadu_ps((const float *)row + c);
+  else if (wt == TTQ_F16) v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c)));
+  else
+    v = _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c))), 16));
+  return D ? _mm512_mul_ps(v, _mm512_loadu_ps(D + c)) : v;
+}
+
+/* Lane g of the result = min (or max) over the 16 lanes of v[g]. */
+AVX512Q_TARGET static inline __m512 tree16(const __m512 v[16], int is_max) {
+#define OP(a, b) (is_max ? _mm512_max_ps(a, b) : _mm512_min_ps(a, b))
+  __m512 w1[8], w2[4], w3[2];
+  for (int i = 0; i < 8; i++) /* blocks 0-1: group 2i, blocks 2-3: group 2i+1 (8 partials) */
+    w1[i] = OP(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+               _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int i = 0; i < 4; i++) /* block k: group 4i+k (4 partials) */
+    w2[i] = OP(_mm512_shuffle_f32x4(w1[2 * i], w1[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+               _mm512_shuffle_f32x4(w1[2 * i], w1[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int i = 0; i < 2; i++) /* block k: group 8i+k (2 partials), group 8i+4+k (2 partials) */
+    w3[i] = OP(_mm512_shuffle_ps(w2[2 * i], w2[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+               _mm512_shuffle_ps(w2[2 * i], w2[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  /* lane 4k + j: group k + 4j */
+  __m512 t = OP(_mm512_shuffle_ps(w3[0], w3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                _mm512_shuffle_ps(w3[0], w3[1], _MM_SHUFFLE(3, 1, 3, 1)));
+#undef OP
+  const __m512i nat = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(nat, t);
+}
+
+/* 16 codes (int32 lanes) of w~ with the group's d, 1/d and zero (see above). */
+AVX512Q_TARGET static inline __m512i codes16_fast(__m512 w, __m512 d, __m512 r, __m512 zf,
+                                                 __m512i zi, __m512 Lf, __m512i Li) {
+  const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+  __m512 y = _mm512_mul_ps(w, r);
+  __m512 f = _mm512_sub_ps(y, _mm512_roundscale_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+  __m512 e = _mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(f, _mm512_set1_ps(0.5f))), absm));
+  __m512 tol = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(y), absm)),
+                             _mm512_set1_ps(1.0f / 2097152.0f)); /* |y| 2^-21 */
+  __mmask16 tie = _mm512_cmp_ps_mask(e, tol, _CMP_NGT_UQ); /* e <= tol, or NaN */
+  __m512i k = _mm512_add_epi32(_mm512_cvt_roundps_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zi);
+  k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), Li);
+  if (tie) {
+    __m512 t = _mm512_add_ps(round_away16(_mm512_div_ps(w, d)), zf);
+    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), Lf);
+    k = _mm512_mask_mov_epi32(k, tie, _mm512_cvttps_epi32(t));
+  }
+  return k;
+}
+
+/* Packs one block from its codes 0-15 (k0) and 16-31 (k1), int32 lanes. */
+AVX512Q_TARGET static inline void pack16x2(int bits, __m512i k0, __m512i k1, uint8_t *o) {
+  switch (bits) {
+  case 8:
+    _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(k0));
+    _mm_storeu_si128((__m128i *)(o + 16), _mm512_cvtepi32_epi8(k1));
+    break;
+  case 4: _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(_mm512_or_si512(k0, _mm512_slli_epi32(k1, 4)))); break;
+  case 5: {
+    const __m512i m = _mm512_set1_epi32(15), b = _mm512_set1_epi32(16);
+    __m512i u = _mm512_or_si512(_mm512_and_si512(k0, m), _mm512_slli_epi32(_mm512_and_si512(k1, m), 4));
+    _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(u));
+    wr32(o + 16, (uint32_t)_mm512_test_epi32_mask(k0, b) | (uint32_t)_mm512_test_epi32_mask(k1, b) << 16);
+    break;
+  }
+  default: { /* 2, 3: byte j = c_j | c_j+8 << 2 | c_j+16 << 4 | c_j+24 << 6 */
+    const __m512i m = _mm512_set1_epi32(3), b = _mm512_set1_epi32(4);
+    __m512i u = _mm512_or_si512(_mm512_and_si512(k0, m), _mm512_slli_epi32(_mm512_and_si512(k1, m), 4));
+    u = _mm512_or_si512(u, _mm512_slli_epi32(_mm512_shuffle_i64x2(u, u, _MM_SHUFFLE(3, 2, 3, 2)), 2));
+    _mm_storel_epi64((__m128i *)o, _mm512_cvtepi32_epi8(u));
+    if (bits == 3)
+      wr32(o + 8, (uint32_t)_mm512_test_epi32_mask(k0, b) | (uint32_t)_mm512_test_epi32_mask(k1, b) << 16);
+    break;
+  }
+  }
+}
+
+AVX512Q_TARGET static inline __attribute__((always_inline)) void
+quant_row_avx512_t(const int bits, const ttq_dtype wt, const ttq_qmatrix *q, const void *row,
+                   const float *D, int64_t r) {
+  const int G = q->group, vpg = G / 16;
+  const int64_t cols = q->cols, ng = cols / G;
+  const size_t bb = 4 * (size_t)bits;
+  uint8_t *codes = q->codes + (size_t)r * (size_t)(cols / 32) * bb;
+  uint16_t *dh = q->d + r * ng, *mh = q->m + r * ng;
+  const float Lv = (float)((1 << bits) - 1);
+  const __m512 Lf = _mm512_set1_ps(Lv);
+  const __m512i Li = _mm512_set1_epi32((1 << bits) - 1);
+  float buf[16 * 1024] __attribute__((aligned(64)));
+  for (int64_t g0 = 0; g0 < ng; g0 += 16) {
+    const int k = ng - g0 < 16 ? (int)(ng - g0) : 16;
+    __m512 mn[16], mx[16];
+    for (int g = 0; g < k; g++) {
+      const int64_t c0 = (g0 + g) * G;
+      float *b = buf + g * G;
+      __m512 v = load16_w(wt, row, c0, D), lo = v, hi = v;
+      _mm512_store_ps(b, v);
+      _mm_prefetch((const char *)row + (c0 + PF_W) * (wt == TTQ_F32 ? 4 : 2), _MM_HINT_T0);
+      for (int j = 1; j < vpg; j++) {
+        if (j % (wt == TTQ_F32 ? 4 : 2) == 0)
+          _mm_prefetch((const char *)row + (c0 + 16 * j + PF_W) * (wt == TTQ_F32 ? 4 : 2), _MM_HINT_T0);
+        v = load16_w(wt, row, c0 + 16 * j, D);
+        _mm512_store_ps(b + 16 * j, v);
+        lo = _mm512_min_ps(lo, v), hi = _mm512_max_ps(hi, v);
+      }
+      mn[g] = lo, mx[g] = hi;
+    }
+    for (int g = k; g < 16; g++) mn[g] = mx[g] = _mm512_set1_ps(1.0f);
+    __m512 d, z;
+    uint16_t dh16[16], mh16[16];
+    group_param16(tree16(mn, 0), tree16(mx, 1), bits, &d, &z, dh16, mh16);
+    memcpy(dh + g0, dh16, (size_t)k * 2);
+    memcpy(mh + g0, mh16, (size_t)k * 2);
+    float df[16], rf[16], zf[16];
+    int32_t zi[16];
+    _mm512_storeu_ps(df, d);
+    _mm512_storeu_ps(rf, _mm512_div_ps(_mm512_set1_ps(1.0f), d));
+    _mm512_storeu_ps(zf, z);
+    _mm512_storeu_si512(zi, _mm512_cvt_roundps_epi32(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (int g = 0; g < k; g++) {
+      const __m512 dv = _mm512_set1_ps(df[g]), rv = _mm512_set1_ps(rf[g]), zv = _mm512_set1_ps(zf[g]);
+      const __m512i ziv = _mm512_set1_epi32(zi[g]);
+      const float *b = buf + g * G;
+      uint8_t *o = codes + (size_t)((g0 + g) * G / 32) * bb;
+      for (int j = 0; j < G; j += 32, o += bb) {
+        __m512i k0 = codes16_fast(_mm512_load_ps(b + j), dv, rv, zv, ziv, Lf, Li);
+        __m512i k1 = codes16_fast(_mm512_load_ps(b + j + 16), dv, rv, zv, ziv, Lf, Li);
+        pack16x2(bits, k0, k1, o);
+      }
+    }
+  }
+}
+
+#define QROW(B)                                                                                    \
+  static void quant_row_avx512_##B(const ttq_qmatrix *q, ttq_dtype wt, const void *row,         \
+                                   const float *D, int64_t r) {                                  \
+    if (wt == TTQ_F32) quant_row_avx512_t(B, TTQ_F32, q, row, D, r);                             \
+    else if (wt == TTQ_F16) quant_row_avx512_t(B, TTQ_F16, q, row, D, r);                        \
+    else quant_row_avx512_t(B, TTQ_BF16, q, row, D, r);                                          \
+  }
+AVX512Q_TARGET QROW(2)
+AVX512Q_TARGET QROW(3)
+AVX512Q_TARGET QROW(4)
+AVX512Q_TARGET QROW(5)
+AVX512Q_TARGET QROW(8)
+#undef QROW
+
+/* One row (F32, F16 or BF16, group a multiple of 32) on AVX-512. */
+static void quant_row_avx512(const ttq_qmatrix *q, ttq_dtype wt, const void *row, const float *D,
+                             int64_t r) {
+  switch (q->bits) {
+  case 2: quant_row_avx512_2(q, wt, row, D, r); break;
+  case 3: quant_row_avx512_3(q, wt, row, D, r); break;
+  case 4: quant_row_avx512_4(q, wt, row, D, r); break;
+  case 5: quant_row_avx512_5(q, wt, row, D, r); break;
+  default: quant_row_avx512_8(q, wt, row, D, r); break;
+  }
+}
 #endif
 
-static const span_ops *pick_ops(void) {
+static const span_ops *pick_ops(const ttq_kernels *k) {
 #ifdef TTQ_X86
-  const ttq_kernels *k = ttq_kernels_select(NULL);
   if (k && !strcmp(k->name, "avx512")) return &ops_avx512;
   if (k && !strcmp(k->name, "avx2")) return &ops_avx2;
 #endif
@@ -558,27 +741,45 @@ static const span_ops *pick_ops(void) {
 
 void ttq_quantize_rows(ttq_qmatrix *q, ttq_dtype wt, const void *W, const float *D, int64_t r0,
                        int64_t r1) {
+  ttq_quantize_rows_k(ttq_kernels_select(NULL), q, wt, W, D, r0, r1);
+}
+
+/* Row r of q from the stored row at `row`, with the span operations ops. */
+static void quantize_row(const span_ops *ops, ttq_qmatrix *q, ttq_dtype wt, const void *row,
+                         const float *D, int64_t r) {
   const int64_t cols = q->cols, ng = cols / q->group;
   const int G = q->group, bits = q->bits;
-  const size_t rb = row_bytes(wt, cols), cb = (size_t)(cols / 32) * 4 * (size_t)bits;
-  const bool fast = G % 32 == 0 || 32 % G == 0;
-  const span_ops *ops = pick_ops();
-  float buf[SPAN_MAX] __attribute__((aligned(64)));
-  for (int64_t r = r0; r < r1; r++) {
-    const void *row = (const uint8_t *)W + (size_t)r * rb;
-    if (!fast) {
-      quantize_row_generic(q, wt, row, D, r);
-      continue;
-    }
-    const int unit = G > 32 ? G : 32, step = SPAN_MAX / unit * unit;
-    uint8_t *codes = q->codes + (size_t)r * cb;
-    for (int64_t c0 = 0; c0 < cols; c0 += step) {
-      int n = (int)(cols - c0 < step ? cols - c0 : step);
-      ops->load(wt, row, c0, n, D, buf);
-      ops->span(buf, n, G, bits, codes + c0 / 32 * 4 * bits, q->d + r * ng + c0 / G,
-                q->m + r * ng + c0 / G);
-    }
+#ifdef TTQ_X86
+  if (ops == &ops_avx512 && G % 32 == 0 && (wt == TTQ_F32 || wt == TTQ_F16 || wt == TTQ_BF16)) {
+    quant_row_avx512(q, wt, row, D, r);
+    return;
   }
+#endif
+  if (G % 32 != 0 && 32 % G != 0) {
+    quantize_row_generic(q, wt, row, D, r);
+    return;
+  }
+  float buf[SPAN_MAX] __attribute__((aligned(64)));
+  const int unit = G > 32 ? G : 32, step = SPAN_MAX / unit * unit;
+  uint8_t *codes = q->codes + (size_t)r * (size_t)(cols / 32) * 4 * (size_t)bits;
+  for (int64_t c0 = 0; c0 < cols; c0 += step) {
+    int n = (int)(cols - c0 < step ? cols - c0 : step);
+    ops->load(wt, row, c0, n, D, buf);
+    ops->span(buf, n, G, bits, codes + c0 / 32 * 4 * bits, q->d + r * ng + c0 / G,
+              q->m + r * ng + c0 / G);
+  }
+}
+
+void ttq_quantize_rows_k(const ttq_kernels *k, ttq_qmatrix *q, ttq_dtype wt, const void *W,
+                         const float *D, int64_t r0, int64_t r1) {
+  const span_ops *ops = pick_ops(k);
+  const size_t rb = row_bytes(wt, q->cols);
+  for (int64_t r = r0; r < r1; r++) quantize_row(ops, q, wt, (const uint8_t *)W + (size_t)r * rb, D, r);
+}
+
+void ttq_quantize_row_k(const ttq_kernels *k, ttq_qmatrix *q, ttq_dtype wt, const void *row,
+                        const float *D, int64_t r) {
+  quantize_row(pick_ops(k), q, wt, row, D, r);
 }
 
 void ttq_quantize_rows_f32(ttq_qmatrix *q, const float *W, const float *D, int64_t r0, int64_t r1) {
@@ -591,7 +792,7 @@ void ttq_qmatrix_dequant_row(const ttq_qmatrix *q, int64_t r, float *out) {
   const uint8_t *codes = q->codes + (size_t)r * (size_t)(cols / 32) * bb;
   uint8_t c[32];
   for (int64_t b = 0; b < cols / 32; b++) {
-    unpack_block_scalar(q->bits, codes + b * bb, c);
+    ttq__unpack_block(q->bits, codes + b * bb, c);
     for (int j = 0; j < 32; j++) {
       int64_t col = b * 32 + j, g = r * ng + col / G;
       out[col] = (float)c[j] * ttq__f16_to_f32(q->d[g]) + ttq__f16_to_f32(q->m[g]);

@@ -61,8 +61,17 @@ size_t ttq_qmatrix_bytes(const ttq_qmatrix *q);
  * Can't fail. Thread-safe for disjoint row ranges. */
 void ttq_quantize_rows(ttq_qmatrix *q, ttq_dtype wt, const void *W, const float *D, int64_t r0,
                        int64_t r1);
+/* Same with the variant k (ttq_quantize_rows selects it from TTQ_ISA on every call). */
+void ttq_quantize_rows_k(const ttq_kernels *k, ttq_qmatrix *q, ttq_dtype wt, const void *W,
+                         const float *D, int64_t r0, int64_t r1);
+/* Row r of q from a stored row at `row` (cols elements of wt), e.g. a row just converted. */
+void ttq_quantize_row_k(const ttq_kernels *k, ttq_qmatrix *q, ttq_dtype wt, const void *row,
+                        const float *D, int64_t r);
 /* Same, from an f32 matrix (e.g. a low-rank residual). */
 void ttq_quantize_rows_f32(ttq_qmatrix *q, const float *W, const float *D, int64_t r0, int64_t r1);
+
+/* Internal (quant.c, used by qkernels.c): the 32 codes of one packed block of `bits`. */
+void ttq__unpack_block(int bits, const uint8_t *block, uint8_t *codes);
 
 /* Unpacks row r to floats w~' (cols values). */
 void ttq_qmatrix_dequant_row(const ttq_qmatrix *q, int64_t r, float *out);

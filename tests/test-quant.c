@@ -459,3 +459,51 @@ TEST_IMPL(quant_check_refuses) {
   ttq_qmatrix_free(&q); /* idempotent */
   return 0;
 }
+
+/* The AVX-512 quantizer multiplies by 1/d and takes the reference division only for values
+ * within |y| 2^-21 of a half-integer: weights placed at and a few ulps around (k + 1/2) d for
+ * d that are not powers of two (so w * (1/d) and w / d round differently), with and without
+ * a D, and with offsets far from zero (large zero points), must still match bit for bit. */
+TEST_IMPL(quant_near_ties_exact) {
+  const int64_t rows = 6, cols = 2048;
+  const char *isa0 = saved_isa();
+  uint64_t rng = 99;
+  float *Wf = malloc((size_t)(rows * cols) * 4), *D = malloc((size_t)cols * 4);
+  for (int64_t c = 0; c < cols; c++) D[c] = 1.0f + (float)(c % 5) * 0.25f; /* exact products */
+  for (int bi = 0; bi < 5; bi++) {
+    const int bits = all_bits[bi], L = (1 << bits) - 1;
+    for (int G = 32; G <= 128; G *= 2) {
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < cols / G; g++) {
+          float d0 = 1e-3f + fabsf(test_rand_f32(&rng)), base = (r % 3 == 2) ? 7.0f * d0 * L : 0;
+          float hi = base + (float)L * d0, dq = ttq__f16_to_f32(ttq__f32_to_f16((hi - base) / (float)L));
+          float *w = Wf + r * cols + g * G;
+          w[0] = base, w[1] = hi;
+          for (int i = 2; i < G; i++) {
+            float v = base + ((float)(test_rand_u64(&rng) % (uint64_t)L) + 0.5f) * dq;
+            for (int u = (int)(test_rand_u64(&rng) % 5) - 2; u != 0; u += u > 0 ? -1 : 1)
+              v = nextafterf(v, u > 0 ? INFINITY : -INFINITY);
+            w[i] = v < base ? base : v > hi ? hi : v;
+          }
+        }
+      for (int k = 0; k < 3; k++) {
+        if (!ttq_kernels_select(isas[k])) continue;
+        set_env("TTQ_ISA", isas[k]);
+        for (int withD = 0; withD < 2; withD++)
+          for (int t = 0; t < 3; t++) {
+            const ttq_dtype ty[] = {TTQ_F32, TTQ_F16, TTQ_BF16};
+            void *W = to_dtype(ty[t], Wf, rows * cols);
+            int rc = compare_quant("near ties", ty[t], W, withD ? D : NULL, rows, cols, bits, G);
+            free(W);
+            if (rc) {
+              set_env("TTQ_ISA", isa0);
+              return 1;
+            }
+          }
+      }
+    }
+  }
+  set_env("TTQ_ISA", isa0);
+  free(Wf), free(D);
+  return 0;
+}

@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "eval.h"
 #include "lowrank.h"
+#include "sampler.h"
 #include "test.h"
 #include "util.h"
 
@@ -338,4 +339,80 @@ TEST_IMPL(ttq_quantized_decode_consistent) {
   ttq_model_free(m);
   free(dir);
   return 0;
+}
+
+/* ---- quantization fused into the prefill ---- */
+
+/* Quantizing inside the prefill (the default for a prompt of one chunk) gives bit for bit the
+ * model the separate pass gives from the statistics: codes, d, m and 1/D of every layer, for
+ * the GEMM path (>= 4 tokens) and the dot path (2 tokens), and so the same decode logits. */
+static int fused_equals_separate(const char *path, ttq_dtype want) {
+  ttq_model *m;
+  ttq_diag d;
+  ASSERTF(ttq_model_load(path, &m, &d) == 0, "%s", d.msg);
+  ASSERT(m->layers[0].wq.dtype == want);
+  const char *text = "Fused quantization: int main(void) { return 0; } and some words.";
+  int32_t *ids;
+  size_t n;
+  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  const int V = m->cfg.vocab, bits[] = {3, 4, 8};
+  float *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4);
+  for (int b = 0; b < 3; b++)
+    for (int short_prompt = 0; short_prompt < 2; short_prompt++) {
+      const int np = short_prompt ? 2 : (int)n;
+      ttq_engine e[2];
+      for (int k = 0; k < 2; k++) {
+        ttq_engine_opts o = {0};
+        o.q = ttq_qcfg_default();
+        o.q.bits = bits[b];
+        o.max_ctx = 128;
+        o.threads = 2;
+        o.no_fuse = k == 1;
+        ASSERT_OK(ttq_engine_init(&e[k], m, &o, &d));
+        ASSERT_OK(ttq_engine_prefill(&e[k], ids, np, k ? lb : la, &d));
+        ASSERT(e[k].last.fused == (k == 0));
+      }
+      for (int i = 0; i < V; i++) ASSERT(la[i] == lb[i]); /* the prefill itself is fp either way */
+      for (int l = 0; l < m->cfg.n_layers; l++) {
+        const ttq_qlayer *A = &e[0].qm.layers[l], *B = &e[1].qm.layers[l];
+        for (int p = 0; p < TTQ_N_PROJ; p++) {
+          const ttq_qmatrix *qa = &A->w[p], *qb = &B->w[p];
+          size_t cb = (size_t)qa->rows * (size_t)qa->cols / 8 * (size_t)qa->bits;
+          size_t nd = (size_t)qa->rows * (size_t)(qa->cols / qa->group) * 2;
+          ASSERTF(!memcmp(qa->codes, qb->codes, cb) && !memcmp(qa->d, qb->d, nd) &&
+                      !memcmp(qa->m, qb->m, nd),
+                  "W%d %d tokens: layer %d projection %d differs", bits[b], np, l, p);
+        }
+        for (int i = 0; i < TTQ_N_INPUTS; i++) {
+          int w = i == TTQ_IN_DOWN ? m->cfg.ffn_dim : i == TTQ_IN_O ? m->cfg.n_heads * m->cfg.head_dim : m->cfg.dim;
+          ASSERTF(!memcmp(A->inv_d[i], B->inv_d[i], (size_t)w * 4), "layer %d input %d: 1/D differs", l, i);
+        }
+      }
+      int32_t next = ttq_argmax(la, V);
+      for (int step = 0; step < 3; step++) {
+        ASSERT_OK(ttq_engine_decode(&e[0], next, la, &d));
+        ASSERT_OK(ttq_engine_decode(&e[1], next, lb, &d));
+        for (int i = 0; i < V; i++) ASSERT(la[i] == lb[i]);
+        next = ttq_argmax(la, V);
+      }
+      ttq_engine_free(&e[0]), ttq_engine_free(&e[1]);
+    }
+  free(la), free(lb), free(ids);
+  ttq_model_free(m);
+  return 0;
+}
+
+TEST_IMPL(ttq_fused_matches_separate) {
+  char *dir = test_src_path("models/tinyqwen3-mix");
+  int rc = fused_equals_separate(dir, TTQ_BF16);
+  free(dir);
+  if (rc) return rc;
+  char *gguf = test_shared_path("models/tinyllama-mix-f16.gguf");
+  if (!gguf) {
+    fprintf(stderr, "note: ../shared not found, the F16 GGUF case is not run\n");
+    return 0;
+  }
+  rc = fused_equals_separate(gguf, TTQ_F16);
+  free(gguf);
+  return rc;
 }

@@ -166,15 +166,7 @@ static void check_request(const Ttq__Request *r) {
     for (size_t i = 0; i < g->n_stop; i++) FUZZ_CHECK(g->stop[i]);
   }
 
-  /* ---- TTQ-FUZZ-VALIDATE: request validation hook ---------------------------------------
-   * When the daemon gains its request validation function (limits, ranges, UTF-8, the
-   * prompt/messages exclusivity: see proto/ttq.proto and docs/PROTOCOL.md), call it here on
-   * every decoded request, e.g.
-   *     ttq_error_code code; char why[256];
-   *     int ok = ttqd_request_validate(r, &limits, &code, why, sizeof why);
-   * and assert what it promises: it never crashes or leaks, a refusal names a code and a
-   * non-empty reason, and an accepted request satisfies the documented limits. Link the
-   * daemon object that defines it into this harness in tests/fuzz/CMakeLists.txt. */
+  /* The daemon's validation of decoded requests is fuzzed by fuzz_request.c. */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -72,7 +72,7 @@ max_len() {
     safetensors|gguf) echo 16384 ;;
     tokenizer_json) echo 32768 ;;
     tokenizer) echo 4096 ;;
-    proto_request) echo 4096 ;;
+    proto_request|request) echo 4096 ;;
     *) echo 4096 ;;
   esac
 }

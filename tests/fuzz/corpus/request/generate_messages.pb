@@ -1,0 +1,3 @@
+*
+systemYou are terse.
+usercafé?
