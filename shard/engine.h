@@ -1,4 +1,4 @@
-/* engine.h -- one model's request flow, shared by every tool and (later) the daemon:
+/* engine.h -- one model's request flow, shared by every tool and by `ttqd serve`:
  *
  *   generate: full-precision prefill of the prompt collecting activation statistics ->
  *             quantize every linear layer with this prompt's D (ttq) -> decode on low-bit weights.
