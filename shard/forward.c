@@ -383,10 +383,12 @@ static void attention(ttq_state *s, int l, int n, int p0) {
         att[j] = expf(att[j] - mx);
         sum += att[j];
       }
-      float inv = 1.0f / sum, *out = s->att_out + (size_t)t * qd + (size_t)h * hd;
+      const float inv = 1.0f / sum;
+      float *restrict out = s->att_out + (size_t)t * qd + (size_t)h * hd;
       memset(out, 0, (size_t)hd * 4);
-      for (int j = 0; j < vis; j++) {
-        const float a = att[j] * inv, *vr = vh_base + (size_t)j * hd;
+      for (int j = 0; j < vis; j++) { /* vectorized over i: each out[i] still sums j in order */
+        const float a = att[j] * inv, *restrict vr = vh_base + (size_t)j * hd;
+#pragma omp simd
         for (int i = 0; i < hd; i++) out[i] += a * vr[i];
       }
     }
