@@ -126,6 +126,25 @@ int ttqd_cmd_serve(int argc, char **argv) {
   int max_ctx = ctx < mc->max_pos ? (int)ctx : mc->max_pos;
   if (ok) ok = memory_fits(&cfg, shard, max_ctx, rank);
 
+  /* The engine for the default settings, on every rank (all of them or none). */
+  ttqd_exec x;
+  memset(&x, 0, sizeof x);
+  x.cfg = &cfg;
+  x.m = shard;
+  x.rank = rank;
+  x.ranks = ranks;
+  x.max_ctx = max_ctx;
+  if (ttqd_comm_agree(ok)) {
+    ttq_diag d = {0};
+    double t0 = ttqd_now_ms();
+    ok = ttqd_exec_prepare(&x, &d) == 0;
+    if (!ok) fprintf(stderr, "ttqd serve: rank %d: engine: %s\n", rank, d.msg);
+    else if (rank == 0 && cfg.log_level >= TTQD_LOG_DEBUG)
+      fprintf(stderr, "ttqd: engine ready in %.0f ms\n", ttqd_now_ms() - t0);
+  } else {
+    ok = false;
+  }
+
   ttqd_jobq q = {0};
   ttqd_metrics met;
   ttqd_frontend fe;
@@ -146,13 +165,6 @@ int ttqd_cmd_serve(int argc, char **argv) {
   }
   int rc = TTQD_EXIT_FAIL;
   if (ttqd_comm_agree(ok)) {
-    ttqd_exec x;
-    memset(&x, 0, sizeof x);
-    x.cfg = &cfg;
-    x.m = shard;
-    x.rank = rank;
-    x.ranks = ranks;
-    x.max_ctx = max_ctx;
     x.q = &q;
     x.met = &met;
     x.out = exec_out;
@@ -177,7 +189,6 @@ int ttqd_cmd_serve(int argc, char **argv) {
       ttqd_frontend_join(&fe);
       ttqd_notify("STOPPING=1");
     }
-    ttqd_exec_free(&x);
     rc = xr == 0 ? 0 : TTQD_EXIT_FAIL;
     if (rc == 0 && rank == 0) fprintf(stderr, "ttqd: stopped\n");
   }
@@ -189,6 +200,7 @@ int ttqd_cmd_serve(int argc, char **argv) {
     if (have_q) ttqd_jobq_free(&q);
     if (ok || have_q) ttqd_metrics_free(&met);
   }
+  ttqd_exec_free(&x);
   ttqd_free_models(full, shard);
   ttqd_serve_cfg_free(&cfg);
   return rc;

@@ -326,9 +326,18 @@ static int run_job_worker(ttqd_exec *x, const wire_job *w) {
   }
 }
 
+int ttqd_exec_prepare(ttqd_exec *x, ttq_diag *d) {
+  const ttq_config *fc = x->m->tp ? &x->m->tp->full : &x->m->cfg;
+  if (!x->logits && !(x->logits = malloc((size_t)fc->vocab * sizeof *x->logits))) {
+    snprintf(d->msg, sizeof d->msg, "out of memory for the logits");
+    return -1;
+  }
+  return ensure_engine(x, &x->cfg->eo.q, d);
+}
+
 int ttqd_exec_run(ttqd_exec *x) {
   const ttq_config *fc = x->m->tp ? &x->m->tp->full : &x->m->cfg;
-  if (!(x->logits = malloc((size_t)fc->vocab * sizeof *x->logits))) return -1;
+  if (!x->logits && !(x->logits = malloc((size_t)fc->vocab * sizeof *x->logits))) return -1;
   if (x->rank > 0) {
     for (;;) {
       wire_job w;

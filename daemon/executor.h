@@ -31,6 +31,10 @@ typedef struct ttqd_exec {
   float *logits;
 } ttqd_exec;
 
+/* Before serving, on every rank: allocates the buffers and builds the engine for the default
+ * quantization settings (KV cache, quantized storage, low-rank factors), so that the first
+ * request pays none of it and a failure stops the start. 0, or -1 with d filled. */
+int ttqd_exec_prepare(ttqd_exec *x, ttq_diag *d);
 /* Serves until the queue is closed and empty (rank 0) or rank 0 says stop (others). Returns 0,
  * or -1 when a rank failed mid-job and the job must abort (the caller aborts MPI). */
 int ttqd_exec_run(ttqd_exec *x);
