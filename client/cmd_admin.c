@@ -259,9 +259,9 @@ int ttqc_cmd_keygen(int argc, char **argv, volatile sig_atomic_t *sig) {
     fprintf(stderr, "ttq keygen: --force needs --out\n");
     return TTQC_EXIT_USAGE;
   }
-  ttqc_keypair kp;
+  ttq_keypair kp;
   char err[512];
-  if (ttqc_keys_generate(&kp, err, sizeof err)) {
+  if (ttq_keys_generate(&kp, err, sizeof err)) {
     fprintf(stderr, "ttq keygen: %s\n", err);
     return TTQC_EXIT_FAIL;
   }
@@ -272,7 +272,7 @@ int ttqc_cmd_keygen(int argc, char **argv, volatile sig_atomic_t *sig) {
       fprintf(stderr, "ttq keygen: cannot write to stdout\n");
       rc = TTQC_EXIT_FAIL;
     }
-  } else if (ttqc_keys_write(out, &kp, force, err, sizeof err)) {
+  } else if (ttq_keys_write(out, &kp, force, err, sizeof err)) {
     fprintf(stderr, "ttq keygen: %s\n", err);
     rc = TTQC_EXIT_FAIL;
   } else {

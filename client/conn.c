@@ -50,14 +50,14 @@ int ttqc_conn_opts_from_common(const ttqc_common *c, const volatile sig_atomic_t
     return 0;
   }
   char kerr[sizeof err->msg - 32];
-  if (ttqc_keys_read_public(c->server_key, server_pub, kerr, sizeof kerr))
+  if (ttq_keys_read_public(c->server_key, server_pub, kerr, sizeof kerr))
     return ttqc_fail(err, TTQC_E_USAGE, "--server-key: %s", kerr);
-  ttqc_keypair kp;
+  ttq_keypair kp;
   if (c->key) {
-    if (ttqc_keys_read_pair(c->key, &kp, kerr, sizeof kerr))
+    if (ttq_keys_read_pair(c->key, &kp, kerr, sizeof kerr))
       return ttqc_fail(err, TTQC_E_USAGE, "--key: %s", kerr);
   } else {
-    if (ttqc_keys_generate(&kp, kerr, sizeof kerr)) return ttqc_fail(err, TTQC_E_FAIL, "%s", kerr);
+    if (ttq_keys_generate(&kp, kerr, sizeof kerr)) return ttqc_fail(err, TTQC_E_FAIL, "%s", kerr);
     o->ephemeral = true;
   }
   memcpy(client_pub, kp.pub, 41);

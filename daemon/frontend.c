@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "executor.h"
+#include "keys.h"
 #include "ttq.h"
 #include "ttq.pb-c.h"
 
@@ -21,54 +22,17 @@
 
 /* ---------- keys ---------- */
 
-int ttqd_read_keypair(const char *path, char pub[41], char sec[41]) {
+/* The daemon's key pair: the shared reader (proto/keys.c), plus a warning when the secret is
+ * readable by others. */
+static int read_keypair(const char *path, ttq_keypair *kp) {
   struct stat st;
-  if (stat(path, &st) != 0) {
-    fprintf(stderr, "ttqd serve: curve-secret-key: cannot read %s: %m\n", path);
-    return -1;
-  }
-  if (st.st_mode & 077)
+  if (stat(path, &st) == 0 && (st.st_mode & 077))
     fprintf(stderr, "ttqd serve: warning: %s is readable by group or others (mode %03o); "
                     "chmod 600 it\n", path, (unsigned)(st.st_mode & 0777));
-  FILE *fp = fopen(path, "r");
-  if (!fp) {
-    fprintf(stderr, "ttqd serve: curve-secret-key: cannot open %s: %m\n", path);
+  char err[512];
+  if (ttq_keys_read_pair(path, kp, err, sizeof err)) {
+    fprintf(stderr, "ttqd serve: curve-secret-key: %s\n", err);
     return -1;
-  }
-  char line[256], key[64];
-  pub[0] = sec[0] = '\0';
-  int ln = 0;
-  while (fgets(line, sizeof line, fp)) {
-    ln++;
-    char name[16];
-    if (line[0] == '#' || line[strspn(line, " \t\r\n")] == '\0') continue;
-    if (sscanf(line, "%15s %63s", name, key) != 2 || strlen(key) != 40) {
-      fprintf(stderr, "ttqd serve: %s:%d: expected 'public <40 Z85 chars>' or 'secret <...>'\n",
-              path, ln);
-      fclose(fp);
-      return -1;
-    }
-    if (!strcmp(name, "public")) memcpy(pub, key, 41);
-    else if (!strcmp(name, "secret")) memcpy(sec, key, 41);
-  }
-  fclose(fp);
-  uint8_t bin[32];
-  if (!sec[0] || !zmq_z85_decode(bin, sec)) {
-    fprintf(stderr, "ttqd serve: %s: no valid 'secret' line (write the file with ttq keygen --out)\n",
-            path);
-    return -1;
-  }
-  if (!pub[0]) { /* derive it */
-    if (zmq_curve_public(pub, sec) != 0) {
-      fprintf(stderr, "ttqd serve: %s: cannot derive the public key\n", path);
-      return -1;
-    }
-  } else {
-    char derived[41];
-    if (zmq_curve_public(derived, sec) != 0 || strcmp(derived, pub) != 0) {
-      fprintf(stderr, "ttqd serve: %s: the public key does not belong to the secret key\n", path);
-      return -1;
-    }
   }
   return 0;
 }
@@ -79,42 +43,37 @@ static int read_authorized(ttqd_frontend *f, const char *path) {
     fprintf(stderr, "ttqd serve: curve-authorized-keys: cannot open %s: %m\n", path);
     return -1;
   }
-  char line[256];
-  int ln = 0, cap = 0;
-  while (fgets(line, sizeof line, fp)) {
+  char line[256], key[TTQ_KEY_Z85_LEN + 1];
+  int ln = 0, cap = 0, rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, fp)) {
     ln++;
-    /* A line is a key, "public KEY" (a .key file's line), blank, or a '#' comment. Z85 keys
-     * may contain (and start with) '#', so a comment is a line that is not a key. */
-    char *s = line + strspn(line, " \t");
-    bool hash = s[0] == '#';
-    s[strcspn(s, " \t\r\n")] = '\0';
-    if (!strcmp(s, "public")) {
-      s += 7;
-      s += strspn(s, " \t");
-      s[strcspn(s, " \t\r\n")] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    int k = ttq_keys_parse_line(line, key);
+    if (k == 0) continue;
+    if (k < 0) {
+      fprintf(stderr, "ttqd serve: %s:%d: '%.50s' is not a 40-character Z85 public key\n", path,
+              ln, line);
+      rc = -1;
+      break;
     }
-    uint8_t probe[32];
-    if (!*s || (hash && (strlen(s) != 40 || !zmq_z85_decode(probe, s)))) continue;
     if (f->n_keys == cap) {
       cap = cap ? cap * 2 : 16;
       void *p = realloc(f->keys, (size_t)cap * sizeof *f->keys);
-      if (!p) break;
+      if (!p) {
+        fprintf(stderr, "ttqd serve: %s: out of memory\n", path);
+        rc = -1;
+        break;
+      }
       f->keys = p;
     }
-    if (strlen(s) != 40 || !zmq_z85_decode(f->keys[f->n_keys], s)) {
-      fprintf(stderr, "ttqd serve: %s:%d: '%.50s' is not a 40-character Z85 public key\n", path,
-              ln, s);
-      fclose(fp);
-      return -1;
-    }
-    f->n_keys++;
+    zmq_z85_decode(f->keys[f->n_keys++], key);
   }
   fclose(fp);
-  if (f->n_keys == 0) {
+  if (rc == 0 && f->n_keys == 0) {
     fprintf(stderr, "ttqd serve: %s: no client keys (one Z85 public key per line)\n", path);
-    return -1;
+    rc = -1;
   }
-  return 0;
+  return rc;
 }
 
 /* ---------- sending ---------- */
@@ -684,11 +643,11 @@ int ttqd_frontend_open(ttqd_frontend *f, void *zctx, void **exec_out) {
   f->start_ms = ttqd_now_ms();
   *exec_out = NULL;
   const ttqd_serve_cfg *c = f->cfg;
-  char pub[41], sec[41];
+  ttq_keypair kp;
   if (c->curve_secret_key) {
-    if (ttqd_read_keypair(c->curve_secret_key, pub, sec) || read_authorized(f, c->curve_authorized_keys))
+    if (read_keypair(c->curve_secret_key, &kp) || read_authorized(f, c->curve_authorized_keys))
       return -1;
-    zmq_z85_decode(f->server_public, pub);
+    zmq_z85_decode(f->server_public, kp.pub);
     /* The ZAP handler must be bound before the CURVE socket accepts anyone. */
     if (!(f->zap = make_socket(f, ZMQ_REP)) || zmq_bind(f->zap, ZAP_ENDPOINT)) {
       fprintf(stderr, "ttqd serve: cannot start the authentication handler: %s\n", zmq_strerror(errno));
@@ -706,10 +665,10 @@ int ttqd_frontend_open(ttqd_frontend *f, void *zctx, void **exec_out) {
   zmq_setsockopt(f->router, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl);
   if (c->curve_secret_key) {
     zmq_setsockopt(f->router, ZMQ_CURVE_SERVER, &one, sizeof one);
-    zmq_setsockopt(f->router, ZMQ_CURVE_SECRETKEY, sec, 40);
+    zmq_setsockopt(f->router, ZMQ_CURVE_SECRETKEY, kp.sec, TTQ_KEY_Z85_LEN);
     zmq_setsockopt(f->router, ZMQ_ZAP_DOMAIN, "ttq", 3);
   }
-  memset(sec, 0, sizeof sec);
+  memset(&kp, 0, sizeof kp);
   if (zmq_bind(f->router, c->listen)) {
     fprintf(stderr, "ttqd serve: cannot listen on %s: %s\n", c->listen, zmq_strerror(errno));
     return -1;

@@ -60,8 +60,4 @@ void ttqd_frontend_join(ttqd_frontend *f);
 /* Closes the sockets (replies not yet delivered get `linger_ms`). */
 void ttqd_frontend_close(ttqd_frontend *f, int linger_ms);
 
-/* Reads a key-pair file written by `ttq keygen --out` (lines "public <Z85>", "secret <Z85>").
- * 0, or -1 after printing the reason. */
-int ttqd_read_keypair(const char *path, char pub[41], char sec[41]);
-
 #endif

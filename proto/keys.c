@@ -29,13 +29,13 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
   return -1;
 }
 
-bool ttqc_key_is_z85(const char *s) {
-  if (!s || strlen(s) != TTQC_KEY_Z85_LEN) return false;
+bool ttq_key_is_z85(const char *s) {
+  if (!s || strlen(s) != TTQ_KEY_Z85_LEN) return false;
   uint8_t bin[32];
   return zmq_z85_decode(bin, s) != NULL;
 }
 
-int ttqc_keys_generate(ttqc_keypair *kp, char *err, size_t errlen) {
+int ttq_keys_generate(ttq_keypair *kp, char *err, size_t errlen) {
   if (!zmq_has("curve") || zmq_curve_keypair(kp->pub, kp->sec) != 0)
     return fail(err, errlen, "this ZeroMQ library has no CURVE support");
   return 0;
@@ -64,7 +64,7 @@ static int write_file(const char *path, const char *text, mode_t mode, bool forc
   return 0;
 }
 
-int ttqc_keys_write(const char *prefix, const ttqc_keypair *kp, bool force, char *err,
+int ttq_keys_write(const char *prefix, const ttq_keypair *kp, bool force, char *err,
                     size_t errlen) {
   size_t n = strlen(prefix) + 5;
   char *kpath = malloc(n), *ppath = malloc(n);
@@ -82,7 +82,7 @@ int ttqc_keys_write(const char *prefix, const ttqc_keypair *kp, bool force, char
       goto out;
     }
   }
-  char text[2 * TTQC_KEY_Z85_LEN + 32];
+  char text[2 * TTQ_KEY_Z85_LEN + 32];
   snprintf(text, sizeof text, "public %s\nsecret %s\n", kp->pub, kp->sec);
   if (write_file(kpath, text, 0600, force, err, errlen)) goto out;
   snprintf(text, sizeof text, "%s\n", kp->pub);
@@ -96,7 +96,7 @@ out:
 
 /* The keys found in a key file. */
 typedef struct {
-  char pub[TTQC_KEY_Z85_LEN + 1], sec[TTQC_KEY_Z85_LEN + 1], bare[TTQC_KEY_Z85_LEN + 1];
+  char pub[TTQ_KEY_Z85_LEN + 1], sec[TTQ_KEY_Z85_LEN + 1], bare[TTQ_KEY_Z85_LEN + 1];
   int n_pub, n_sec, n_bare;
 } keyfile;
 
@@ -119,18 +119,19 @@ static bool only_blanks(const char *s) {
   return *s == 0;
 }
 
-int ttqc_keys_parse_line(const char *line, char pub[TTQC_KEY_Z85_LEN + 1]) {
+int ttq_keys_parse_line(const char *line, char pub[TTQ_KEY_Z85_LEN + 1]) {
   const char *p = line;
-  char w[TTQC_KEY_Z85_LEN + 2];
+  char w[TTQ_KEY_Z85_LEN + 2];
   while (*p == ' ' || *p == '\t') p++;
-  if (*p == 0 || *p == '\r') return 0;
-  bool hash = *p == '#';
+  /* '#' can occur inside a Z85 key but never first: 32-bit groups encode to a first
+   * character of at most '%' (index 82 of 85) */
+  if (*p == 0 || *p == '#' || *p == '\r') return 0;
   next_word(&p, w, sizeof w);
+  if (!strcmp(w, "public")) next_word(&p, w, sizeof w); /* a .key file's line */
   size_t n = strlen(w);
   if (n && w[n - 1] == '\r') w[n - 1] = 0;
-  /* Z85 keys may start with '#': a comment is a '#' line that is not a key */
-  if (!ttqc_key_is_z85(w)) return hash ? 0 : -1;
-  memcpy(pub, w, TTQC_KEY_Z85_LEN + 1);
+  if (!ttq_key_is_z85(w)) return -1;
+  memcpy(pub, w, TTQ_KEY_Z85_LEN + 1);
   return 1;
 }
 
@@ -146,11 +147,8 @@ static int parse_keyfile(const char *path, char *text, keyfile *kf, char *err, s
     while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) line[--n] = 0;
     const char *p = line;
     while (*p == ' ' || *p == '\t') p++;
-    char probe[TTQC_KEY_Z85_LEN + 2];
-    const char *pp = p;
-    next_word(&pp, probe, sizeof probe);
-    if (*p && (*p != '#' || ttqc_key_is_z85(probe))) { /* Z85 keys may start with '#' */
-      char word[16], key[TTQC_KEY_Z85_LEN + 2];
+    if (*p && *p != '#') { /* a Z85 key never starts with '#' (see ttq_keys_parse_line) */
+      char word[16], key[TTQ_KEY_Z85_LEN + 2];
       const char *q = p;
       next_word(&q, word, sizeof word);
       char *dst = NULL;
@@ -163,10 +161,10 @@ static int parse_keyfile(const char *path, char *text, keyfile *kf, char *err, s
         next_word(&q, key, sizeof key);
         dst = kf->bare, count = &kf->n_bare;
       }
-      if (!ttqc_key_is_z85(key) || !only_blanks(q))
+      if (!ttq_key_is_z85(key) || !only_blanks(q))
         return fail(err, errlen, "%s:%d: not a key line (expected 'public <Z85>', "
                     "'secret <Z85>' or a 40-character Z85 key)", path, lineno);
-      memcpy(dst, key, TTQC_KEY_Z85_LEN + 1);
+      memcpy(dst, key, TTQ_KEY_Z85_LEN + 1);
       (*count)++;
     }
     line = nl ? nl + 1 : NULL;
@@ -200,11 +198,11 @@ static int load_keyfile(const char *path, keyfile *kf, char *err, size_t errlen)
   return rc;
 }
 
-int ttqc_keys_read_pair(const char *path, ttqc_keypair *kp, char *err, size_t errlen) {
+int ttq_keys_read_pair(const char *path, ttq_keypair *kp, char *err, size_t errlen) {
   keyfile kf;
   if (load_keyfile(path, &kf, err, errlen)) return -1;
   int rc = 0;
-  char derived[TTQC_KEY_Z85_LEN + 1];
+  char derived[TTQ_KEY_Z85_LEN + 1];
   if (!kf.n_pub || !kf.n_sec)
     rc = fail(err, errlen, "%s: a .key file needs a 'public' and a 'secret' line%s", path,
               kf.n_bare ? " (this looks like a .pub file)" : "");
@@ -218,10 +216,10 @@ int ttqc_keys_read_pair(const char *path, ttqc_keypair *kp, char *err, size_t er
   return rc;
 }
 
-int ttqc_keys_read_public(const char *spec, char pub[TTQC_KEY_Z85_LEN + 1], char *err,
+int ttq_keys_read_public(const char *spec, char pub[TTQ_KEY_Z85_LEN + 1], char *err,
                           size_t errlen) {
-  if (ttqc_key_is_z85(spec) && access(spec, F_OK) != 0) {
-    memcpy(pub, spec, TTQC_KEY_Z85_LEN + 1);
+  if (ttq_key_is_z85(spec) && access(spec, F_OK) != 0) {
+    memcpy(pub, spec, TTQ_KEY_Z85_LEN + 1);
     return 0;
   }
   if (access(spec, F_OK) != 0)
@@ -229,8 +227,8 @@ int ttqc_keys_read_public(const char *spec, char pub[TTQC_KEY_Z85_LEN + 1], char
   keyfile kf;
   if (load_keyfile(spec, &kf, err, errlen)) return -1;
   int rc = 0;
-  if (kf.n_pub) memcpy(pub, kf.pub, TTQC_KEY_Z85_LEN + 1);
-  else if (kf.n_bare) memcpy(pub, kf.bare, TTQC_KEY_Z85_LEN + 1);
+  if (kf.n_pub) memcpy(pub, kf.pub, TTQ_KEY_Z85_LEN + 1);
+  else if (kf.n_bare) memcpy(pub, kf.bare, TTQ_KEY_Z85_LEN + 1);
   else if (kf.n_sec && zmq_curve_public(pub, kf.sec) == 0) rc = 0;
   else rc = fail(err, errlen, "%s: holds no key", spec);
   memset(&kf, 0, sizeof kf);
