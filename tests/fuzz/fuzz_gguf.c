@@ -16,7 +16,7 @@
  *   - write(read(x)) reads back equal: ttq_gguf_write accepts everything the reader accepted,
  *     and reopening its output gives the same keys, types and values (floats compared
  *     bitwise, NaNs as NaNs) and the same tensors (names, types, shapes, bytes). */
-#include "fuzz_util.h"
+#include "fuzz_tensors.h"
 #include "gguf.h"
 
 #include <math.h>
@@ -102,16 +102,6 @@ static void check_kv(const ttq_gguf_file *f, const ttq_gguf_kv *kv) {
   free(key);
 }
 
-static int cmp_name(const void *a, const void *b) {
-  return strcmp((*(const ttq_tensor *const *)a)->name, (*(const ttq_tensor *const *)b)->name);
-}
-
-static int cmp_view(const void *a, const void *b) {
-  const ttq_tensor *x = *(const ttq_tensor *const *)a, *y = *(const ttq_tensor *const *)b;
-  uintptr_t px = (uintptr_t)x->data, py = (uintptr_t)y->data;
-  return px < py ? -1 : px > py;
-}
-
 static void check_tensors(const ttq_gguf_file *f) {
   const uint8_t *base = f->map.data;
   size_t size = f->map.size;
@@ -125,18 +115,8 @@ static void check_tensors(const ttq_gguf_file *f) {
     FUZZ_CHECK(t->name);
     FUZZ_CHECK(t->dtype == TTQ_F32 || t->dtype == TTQ_F16 || t->dtype == TTQ_BF16 ||
                t->dtype == TTQ_Q8_0);
-    FUZZ_CHECK(t->ndim >= 0 && t->ndim <= 4);
-    /* The product of the non-zero dimensions fits int64, so no order and no subset of the
-     * dimensions overflows when multiplied (ttq_tensor_numel multiplies in shape order). */
-    int64_t numel = 1, nonzero = 1;
-    for (int k = 0; k < t->ndim; k++) {
-      FUZZ_CHECK(t->shape[k] >= 0);
-      if (t->shape[k]) FUZZ_CHECK(!__builtin_mul_overflow(nonzero, t->shape[k], &nonzero));
-      numel *= t->shape[k];
-    }
-    FUZZ_CHECK(ttq_tensor_numel(t) == numel);
+    fuzz_check_tensor_shape(t);
     if (t->dtype == TTQ_Q8_0) FUZZ_CHECK(t->ndim > 0 && t->shape[t->ndim - 1] % 32 == 0);
-    FUZZ_CHECK(t->nbytes == ttq_dtype_bytes(t->dtype, numel));
     FUZZ_CHECKF(fuzz_in_map(t->data, t->nbytes, base, size), "tensor '%s' outside the file",
                 t->name);
     if (t->nbytes) {
@@ -148,16 +128,7 @@ static void check_tensors(const ttq_gguf_file *f) {
     by[i] = t;
   }
   (void)sum;
-  qsort(by, (size_t)f->n_tensors, sizeof *by, cmp_name);
-  for (uint64_t i = 1; i < f->n_tensors; i++) FUZZ_CHECK(strcmp(by[i - 1]->name, by[i]->name) != 0);
-  qsort(by, (size_t)f->n_tensors, sizeof *by, cmp_view);
-  const uint8_t *far = NULL;
-  for (uint64_t i = 0; i < f->n_tensors; i++) {
-    if (by[i]->nbytes == 0) continue;
-    const uint8_t *b = by[i]->data, *e = b + by[i]->nbytes;
-    FUZZ_CHECKF(!far || b >= far, "tensor '%s' overlaps another", by[i]->name);
-    if (!far || e > far) far = e;
-  }
+  fuzz_check_views(by, (size_t)f->n_tensors);
   free(by);
 }
 
@@ -188,9 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ttq_diag d = {0};
   int rc = ttq_gguf_open(path, &f, &d);
   if (rc) {
-    FUZZ_CHECK(rc < 0 && rc >= TTQ_ERANGE);
-    FUZZ_CHECK(d.code == rc);
-    FUZZ_CHECK(memchr(d.msg, 0, sizeof d.msg) != NULL && d.msg[0]);
+    fuzz_check_refusal(rc, &d);
     FUZZ_CHECK(f.n_kv == 0 && f.kv == NULL && f.n_tensors == 0 && f.tensors == NULL &&
                f.map.data == NULL);
     return 0;

@@ -16,18 +16,8 @@
  *   - write(read(x)) reads back to the same tensors: ttq_st_write must accept every tensor
  *     the reader accepted, and reopening its output gives equal names, dtypes, shapes and
  *     bytes. */
-#include "fuzz_util.h"
+#include "fuzz_tensors.h"
 #include "safetensors.h"
-
-static int cmp_name(const void *a, const void *b) {
-  return strcmp((*(const ttq_tensor *const *)a)->name, (*(const ttq_tensor *const *)b)->name);
-}
-
-static int cmp_view(const void *a, const void *b) {
-  const ttq_tensor *x = *(const ttq_tensor *const *)a, *y = *(const ttq_tensor *const *)b;
-  uintptr_t px = (uintptr_t)x->data, py = (uintptr_t)y->data;
-  return px < py ? -1 : px > py;
-}
 
 /* Checks every invariant of an open file; `size` is the input size. */
 static void check_file(const ttq_st_file *f, size_t size) {
@@ -48,17 +38,7 @@ static void check_file(const ttq_st_file *f, size_t size) {
     FUZZ_CHECK(t->name);
     FUZZ_CHECK(strcmp(t->name, "__metadata__") != 0);
     FUZZ_CHECK(t->dtype == TTQ_F32 || t->dtype == TTQ_F16 || t->dtype == TTQ_BF16);
-    FUZZ_CHECK(t->ndim >= 0 && t->ndim <= 4);
-    /* The product of the non-zero dimensions fits int64, so no order and no subset of the
-     * dimensions overflows when multiplied (ttq_tensor_numel multiplies in shape order). */
-    int64_t numel = 1, nonzero = 1;
-    for (int k = 0; k < t->ndim; k++) {
-      FUZZ_CHECK(t->shape[k] >= 0);
-      if (t->shape[k]) FUZZ_CHECK(!__builtin_mul_overflow(nonzero, t->shape[k], &nonzero));
-      numel *= t->shape[k];
-    }
-    FUZZ_CHECK(ttq_tensor_numel(t) == numel);
-    FUZZ_CHECK(t->nbytes == ttq_dtype_bytes(t->dtype, numel));
+    fuzz_check_tensor_shape(t);
     FUZZ_CHECK(t->nbytes <= dsize);
     FUZZ_CHECKF(fuzz_in_map(t->data, t->nbytes, ds, dsize), "tensor '%s' outside the data",
                 t->name);
@@ -68,16 +48,7 @@ static void check_file(const ttq_st_file *f, size_t size) {
     by[i] = t;
   }
   (void)sum;
-  qsort(by, (size_t)f->n_tensors, sizeof *by, cmp_name);
-  for (int i = 1; i < f->n_tensors; i++) FUZZ_CHECK(strcmp(by[i - 1]->name, by[i]->name) != 0);
-  qsort(by, (size_t)f->n_tensors, sizeof *by, cmp_view);
-  const uint8_t *far = NULL; /* furthest end of a non-empty view so far */
-  for (int i = 0; i < f->n_tensors; i++) {
-    if (by[i]->nbytes == 0) continue;
-    const uint8_t *b = by[i]->data, *e = b + by[i]->nbytes;
-    FUZZ_CHECKF(!far || b >= far, "tensor '%s' overlaps another", by[i]->name);
-    if (!far || e > far) far = e;
-  }
+  fuzz_check_views(by, (size_t)f->n_tensors);
   free(by);
 }
 
@@ -88,9 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ttq_diag d = {0};
   int rc = ttq_st_open(path, &f, &d);
   if (rc) {
-    FUZZ_CHECK(rc < 0 && rc >= TTQ_ERANGE);
-    FUZZ_CHECK(d.code == rc);
-    FUZZ_CHECK(memchr(d.msg, 0, sizeof d.msg) != NULL && d.msg[0]);
+    fuzz_check_refusal(rc, &d);
     FUZZ_CHECK(f.n_tensors == 0 && f.tensors == NULL && f.map.data == NULL);
     return 0;
   }
