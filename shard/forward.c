@@ -68,7 +68,10 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   s->att_out = xalloc(B * qd * 4, &ok);
   s->hb = xalloc(B * c->ffn_dim * 4, &ok);
   s->hb2 = xalloc(B * c->ffn_dim * 4, &ok);
-  s->att = xalloc((size_t)s->threads * s->max_batch * max_ctx * 4, &ok);
+  /* per thread: the prefill's scores (max_batch x ctx), or one token's for a key/value head's
+   * query heads (at most n_heads x ctx) */
+  s->att_stride = (size_t)(s->max_batch > c->n_heads ? s->max_batch : c->n_heads) * max_ctx;
+  s->att = xalloc((size_t)s->threads * s->att_stride * 4, &ok);
   s->normw = xalloc((size_t)c->dim * 4, &ok);
   s->logits_local = m->tp ? xalloc(B * (size_t)m->head.shape[0] * 4, &ok) : NULL;
   size_t widest = (size_t)c->dim > qd ? (size_t)c->dim : qd;
@@ -112,9 +115,11 @@ void ttq_state_reset(ttq_state *s) { s->pos = 0; }
 static void rmsnorm(float *out, const float *x, const ttq_tensor *w, int n, float eps,
                     const ttq_kernels *k, float *wtmp) {
   double ss = 0;
+#pragma omp simd reduction(+ : ss)
   for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
   float r = 1.0f / sqrtf((float)(ss / n) + eps);
   ttq_row_to_f32(k, w->dtype, w->data, wtmp, n);
+#pragma omp simd
   for (int i = 0; i < n; i++) out[i] = wtmp[i] * (x[i] * r);
 }
 
@@ -259,8 +264,12 @@ static const float *layer_input(ttq_state *s, int l, int input, const float *X, 
   if (!s->qm) return X;
   const float *inv = s->qm->layers[l].inv_d[input];
   if (!inv) return X;
-  for (int t = 0; t < n; t++)
-    for (int i = 0; i < width; i++) s->xs[(size_t)t * width + i] = X[(size_t)t * width + i] * inv[i];
+  for (int t = 0; t < n; t++) {
+    const float *restrict x = X + (size_t)t * width;
+    float *restrict xs = s->xs + (size_t)t * width;
+#pragma omp simd
+    for (int i = 0; i < width; i++) xs[i] = x[i] * inv[i];
+  }
   return s->xs;
 }
 
@@ -346,7 +355,7 @@ static void attention(ttq_state *s, int l, int n, int p0) {
   if (n >= s->n_gemm_rows) {
 #pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1)
     for (int h = 0; h < nh; h++) {
-      float *S = s->att + (size_t)omp_get_thread_num() * s->max_batch * T;
+      float *S = s->att + (size_t)omp_get_thread_num() * s->att_stride;
       const float *K = kc + (size_t)KV_OF(h) * T * hd, *V = vc + (size_t)KV_OF(h) * T * hd;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, len, hd, scale, s->q + (size_t)h * hd,
                   (int)qd, K, hd, 0.0f, S, len);
@@ -365,33 +374,25 @@ static void attention(ttq_state *s, int l, int n, int p0) {
     }
     return;
   }
-#pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1) collapse(2)
-  for (int t = 0; t < n; t++) {
-    for (int h = 0; h < nh; h++) {
-      float *att = s->att + (size_t)omp_get_thread_num() * s->max_batch * T;
-      const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
-      const int kh = KV_OF(h), vis = p0 + t + 1;
-      const float *kh_base = kc + (size_t)kh * T * hd, *vh_base = vc + (size_t)kh * T * hd;
-      float mx = -INFINITY;
-      for (int j = 0; j < vis; j++) {
-        float a = s->kern->dot_f32(q, kh_base + (size_t)j * hd, hd) * scale;
-        att[j] = a;
-        if (a > mx) mx = a;
-      }
-      float sum = 0;
-      for (int j = 0; j < vis; j++) {
-        att[j] = expf(att[j] - mx);
-        sum += att[j];
-      }
-      const float inv = 1.0f / sum;
-      float *restrict out = s->att_out + (size_t)t * qd + (size_t)h * hd;
-      memset(out, 0, (size_t)hd * 4);
-      for (int j = 0; j < vis; j++) { /* vectorized over i: each out[i] still sums j in order */
-        const float a = att[j] * inv, *restrict vr = vh_base + (size_t)j * hd;
-#pragma omp simd
-        for (int i = 0; i < hd; i++) out[i] += a * vr[i];
-      }
-    }
+  /* One work item per token, key/value head and part of its query heads (the parts give every
+   * thread work when there are fewer key/value heads than threads). Local query heads of one
+   * key/value head are contiguous: (head_offset + h) / kv_group - kv_offset is monotonic. */
+  const int nkv = c->n_kv_heads, g = c->kv_group < nh ? c->kv_group : nh;
+  const int parts = nkv >= s->threads ? 1 : (s->threads + nkv - 1) / nkv;
+  const int per = (g + parts - 1) / parts, items = n * nkv * parts;
+#pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1)
+  for (int it = 0; it < items; it++) {
+    const int t = it / (nkv * parts), kh = it / parts % nkv, part = it % parts;
+    int h0 = (kh + c->kv_offset) * c->kv_group - c->head_offset, h1 = h0 + c->kv_group;
+    h0 = h0 < 0 ? 0 : h0;
+    h1 = h1 > nh ? nh : h1;
+    h0 += part * per;
+    h1 = h0 + per < h1 ? h0 + per : h1;
+    if (h0 >= h1) continue;
+    float *att = s->att + (size_t)omp_get_thread_num() * s->att_stride;
+    s->kern->attend(s->q + (size_t)t * qd + (size_t)h0 * hd, h1 - h0, kc + (size_t)kh * T * hd,
+                    vc + (size_t)kh * T * hd, p0 + t + 1, hd, scale, att,
+                    s->att_out + (size_t)t * qd + (size_t)h0 * hd);
   }
 #undef KV_OF
 }

@@ -28,7 +28,8 @@ typedef struct ttq_state {
   float *rope_cos, *rope_sin;
   /* Activations for one chunk, row-major [tokens][width]. */
   float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
-  float *att;  /* attention scores, [threads][max_batch][max_ctx] */
+  float *att;  /* attention scores, [threads][att_stride] */
+  size_t att_stride; /* floats per thread: max(max_batch, n_heads) * max_ctx */
   float *normw; /* a norm weight row converted to f32, [dim] */
   float *logits_local; /* tensor parallel: this rank's vocabulary slice of the logits */
   float *wbuf; /* one weight matrix converted to f32 for sgemm */

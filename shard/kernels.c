@@ -5,6 +5,7 @@
  * The tables are static const: selection keeps no mutable state but a cached CPUID bit. */
 #include "kernels.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,8 +79,30 @@ static uint64_t stream_scalar(const uint8_t *p, size_t n) {
   return a[0] ^ a[1] ^ a[2] ^ a[3];
 }
 
+/* The reference: per head, scores by dot products, softmax with expf, then each out[i] sums
+ * the positions in order. */
+static void attend_scalar(const float *q, int g, const float *K, const float *V, int n, int hd,
+                          float scale, float *att, float *out) {
+  for (int h = 0; h < g; h++) {
+    const float *qh = q + (size_t)h * hd;
+    float *a = att + (size_t)h * n, mx = -INFINITY, sum = 0;
+    for (int j = 0; j < n; j++) {
+      a[j] = dot_f32_scalar(qh, K + (size_t)j * hd, hd) * scale;
+      if (a[j] > mx) mx = a[j];
+    }
+    for (int j = 0; j < n; j++) sum += (a[j] = expf(a[j] - mx));
+    const float inv = 1.0f / sum;
+    float *restrict o = out + (size_t)h * hd;
+    memset(o, 0, (size_t)hd * sizeof *o);
+    for (int j = 0; j < n; j++) {
+      const float p = a[j] * inv, *restrict v = V + (size_t)j * hd;
+      for (int i = 0; i < hd; i++) o[i] += p * v[i];
+    }
+  }
+}
+
 static const ttq_kernels k_scalar = {"scalar", dot_f32_scalar, dot_bf16_scalar, dot_f16_scalar,
-                                     cvt_bf16_scalar, cvt_f16_scalar, stream_scalar};
+                                     cvt_bf16_scalar, cvt_f16_scalar, stream_scalar, attend_scalar};
 
 #ifdef TTQ_X86
 /* ---- AVX2 + FMA + F16C ---- */
@@ -164,7 +187,7 @@ AVX2_TARGET static uint64_t stream_avx2(const uint8_t *p, size_t n) {
 }
 
 static const ttq_kernels k_avx2 = {"avx2", dot_f32_avx2, dot_bf16_avx2, dot_f16_avx2,
-                                   cvt_bf16_avx2, cvt_f16_avx2, stream_avx2};
+                                   cvt_bf16_avx2, cvt_f16_avx2, stream_avx2, attend_scalar};
 
 /* ---- AVX-512 (F + BW) ---- */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -263,8 +286,149 @@ AVX512_TARGET static void cvt_f16_avx512(const uint16_t *src, float *dst, int64_
   for (; i < n; i++) dst[i] = ttq__f16_to_f32(src[i]);
 }
 
+/* exp(x) for x <= 0 (softmax arguments): x = n ln2 + r, |r| <= ln2/2, exp(r) by its degree-6
+ * Taylor polynomial (truncation below 2^-23 relative), times 2^n by scalef (which flushes the
+ * far negative range to 0 instead of producing garbage; x is clamped at -104 first). */
+AVX512_TARGET static inline __m512 exp_neg_avx512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+/* Lane i of the result = the sum of the 16 lanes of v_i: one transpose-and-add tree for 16 dot
+ * products instead of 16 horizontal reductions. (Arguments by value, not an array: an array
+ * whose address is taken stays in memory.) */
+#define PAIR_ADD(a, b) _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+#define QUAD_ADD(a, b)                                                                         \
+  _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),                              \
+                _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)))
+#define LANE_ADD(a, b)                                                                         \
+  _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),                           \
+                _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)))
+AVX512_TARGET static inline __m512 hsum16x16(__m512 v0, __m512 v1, __m512 v2, __m512 v3,
+                                             __m512 v4, __m512 v5, __m512 v6, __m512 v7,
+                                             __m512 v8, __m512 v9, __m512 v10, __m512 v11,
+                                             __m512 v12, __m512 v13, __m512 v14, __m512 v15) {
+  /* per 128-bit lane L, element e of b_k: lane L's part of the sum of v_{4k+e} */
+  __m512 b0 = QUAD_ADD(PAIR_ADD(v0, v1), PAIR_ADD(v2, v3));
+  __m512 b1 = QUAD_ADD(PAIR_ADD(v4, v5), PAIR_ADD(v6, v7));
+  __m512 b2 = QUAD_ADD(PAIR_ADD(v8, v9), PAIR_ADD(v10, v11));
+  __m512 b3 = QUAD_ADD(PAIR_ADD(v12, v13), PAIR_ADD(v14, v15));
+  return LANE_ADD(LANE_ADD(b0, b1), LANE_ADD(b2, b3));
+}
+
+static inline __mmask16 tail16(int r) { return r >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << r) - 1); }
+
+#define X16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+
+/* Scores of one query head against the 16 key rows at k0 + jj * hd (rows past nj clamped to
+ * the last: computed, not stored), into dst[0..nj). */
+AVX512_TARGET static inline void scores16(const float *qh, const float *k0, int hd, int nj,
+                                          int nc, __mmask16 last, float scale, float *dst) {
+#define ROW(jj) const float *r##jj = k0 + (size_t)((jj) < nj ? (jj) : nj - 1) * hd;
+#define ZERO(jj) __m512 a##jj = _mm512_setzero_ps();
+  X16(ROW) X16(ZERO)
+  for (int c = 0; c < nc; c++) {
+    const __mmask16 m = c == nc - 1 ? last : (__mmask16)0xffff;
+    const __m512 qc = _mm512_maskz_loadu_ps(m, qh + 16 * c);
+#define FMA(jj) a##jj = _mm512_fmadd_ps(qc, _mm512_maskz_loadu_ps(m, r##jj + 16 * c), a##jj);
+    X16(FMA)
+  }
+  __m512 sums = hsum16x16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+  _mm512_mask_storeu_ps(dst, tail16(nj), _mm512_mul_ps(sums, _mm512_set1_ps(scale)));
+#undef ROW
+#undef ZERO
+#undef FMA
+}
+
+/* out columns [16 c0, 16 c0 + 64) of 4 heads whose weights are the rows a0..a3 (n each): the
+ * 16 accumulators stay in registers; masks cm0..cm3 cut the columns past hd. */
+AVX512_TARGET static inline void values4x64(const float *a0, const float *a1, const float *a2,
+                                            const float *a3, const float *V, int n, int hd,
+                                            __mmask16 cm0, __mmask16 cm1, __mmask16 cm2,
+                                            __mmask16 cm3, __m512 *o) {
+#define HC(X) X(0, 0) X(0, 1) X(0, 2) X(0, 3) X(1, 0) X(1, 1) X(1, 2) X(1, 3) \
+              X(2, 0) X(2, 1) X(2, 2) X(2, 3) X(3, 0) X(3, 1) X(3, 2) X(3, 3)
+#define ZERO(h, c) __m512 o##h##c = _mm512_setzero_ps();
+#define FMA(h, c) o##h##c = _mm512_fmadd_ps(p##h, v##c, o##h##c);
+#define OUT(h, c) o[4 * (h) + (c)] = o##h##c;
+  HC(ZERO)
+  for (int j = 0; j < n; j++) {
+    const float *v = V + (size_t)j * hd;
+    const __m512 v0 = _mm512_maskz_loadu_ps(cm0, v), v1 = _mm512_maskz_loadu_ps(cm1, v + 16),
+                 v2 = _mm512_maskz_loadu_ps(cm2, v + 32), v3 = _mm512_maskz_loadu_ps(cm3, v + 48);
+    const __m512 p0 = _mm512_set1_ps(a0[j]), p1 = _mm512_set1_ps(a1[j]),
+                 p2 = _mm512_set1_ps(a2[j]), p3 = _mm512_set1_ps(a3[j]);
+    HC(FMA)
+  }
+  HC(OUT)
+#undef HC
+#undef ZERO
+#undef FMA
+#undef OUT
+}
+
+/* Scores 16 positions at a time (each key block, read once from L1, serves all g heads), the
+ * softmax with a vector exp, then the value rows: each V row is loaded once per 4 heads and
+ * 64 columns. The softmax's 1/sum is applied to the outputs at the end. */
+AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, const float *V,
+                                        int n, int hd, float scale, float *att, float *out) {
+  const int nc = (hd + 15) / 16;
+  const __mmask16 last = tail16(hd - 16 * (nc - 1));
+  for (int j0 = 0; j0 < n; j0 += 16)
+    for (int h = 0; h < g; h++)
+      scores16(q + (size_t)h * hd, K + (size_t)j0 * hd, hd, n - j0 < 16 ? n - j0 : 16, nc, last,
+               scale, att + (size_t)h * n + j0);
+  float inv[1024]; /* g <= n_heads <= 1024 (model.c) */
+  for (int h = 0; h < g; h++) {
+    float *a = att + (size_t)h * n;
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < n; j += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, tail16(n - j), a + j));
+    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+      const __mmask16 k = tail16(n - j);
+      __m512 e = _mm512_maskz_mov_ps(k, exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, a + j), m)));
+      _mm512_mask_storeu_ps(a + j, k, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    inv[h] = 1.0f / _mm512_reduce_add_ps(sum);
+  }
+  /* 4 heads x 64 columns per pass; heads past g are clamped (computed, not stored) */
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __mmask16 cm[4];
+    for (int c = 0; c < 4; c++) cm[c] = c0 + c < nc - 1 ? (__mmask16)0xffff : c0 + c == nc - 1 ? last : 0;
+    for (int h0 = 0; h0 < g; h0 += 4) {
+      const float *ar[4];
+      for (int h = 0; h < 4; h++) ar[h] = att + (size_t)(h0 + h < g ? h0 + h : g - 1) * n;
+      __m512 o[16];
+      values4x64(ar[0], ar[1], ar[2], ar[3], V + 16 * c0, n, hd, cm[0], cm[1], cm[2], cm[3], o);
+      for (int h = 0; h < 4 && h0 + h < g; h++) {
+        const __m512 sc = _mm512_set1_ps(inv[h0 + h]);
+        for (int c = 0; c < 4; c++)
+          _mm512_mask_storeu_ps(out + (size_t)(h0 + h) * hd + 16 * (c0 + c), cm[c],
+                                _mm512_mul_ps(o[4 * h + c], sc));
+      }
+    }
+  }
+}
+#undef X16
+#undef PAIR_ADD
+#undef QUAD_ADD
+#undef LANE_ADD
+
 static const ttq_kernels k_avx512 = {"avx512", dot_f32_avx512, dot_bf16_avx512, dot_f16_avx512,
-                                     cvt_bf16_avx512, cvt_f16_avx512, stream_avx512};
+                                     cvt_bf16_avx512, cvt_f16_avx512, stream_avx512, attend_avx512};
 #endif
 
 static const ttq_kernels *by_name(const char *isa) {

@@ -3,7 +3,9 @@
  * scalar versions chosen at run time.
  *
  * Contract: every variant computes the same mathematical result; they may differ only by the
- * order of floating-point additions. No variant reads past `n` elements. */
+ * order of floating-point additions and by contraction into fused multiply-adds (`attend`
+ * also by its exp: the scalar variant uses expf, the AVX-512 one a polynomial within 2^-22
+ * relative error). No variant reads past `n` elements. */
 #ifndef TTQ_KERNELS_H
 #define TTQ_KERNELS_H
 
@@ -20,6 +22,12 @@ typedef struct ttq_kernels {
   /* Reads n bytes once, as fast as the memory system allows; returns their XOR (a checksum
    * that keeps the reads live). For measuring the read bandwidth of the decode roofline. */
   uint64_t (*stream)(const uint8_t *p, size_t n);
+  /* Attention of one new token for g query heads that share one key/value head:
+   *   out[h*hd + i] = sum_{j<n} p_hj V[j*hd + i],  p_h = softmax_j(scale * q_h . K[j*hd ..])
+   * q: g*hd floats (g <= 1024); K, V: n >= 1 rows of hd floats; att: scratch of g*n floats; out: g*hd
+   * floats (written, not accumulated). Can't fail. */
+  void (*attend)(const float *q, int g, const float *K, const float *V, int n, int hd,
+                 float scale, float *att, float *out);
 } ttq_kernels;
 
 /* The best variant this CPU runs, or the one named by `isa` ("avx512", "avx2", "scalar") when

@@ -56,3 +56,82 @@ TEST_IMPL(kernels_match_reference) {
   free(x), free(wf), free(out), free(wb), free(wh);
   return 0;
 }
+
+/* Single-token grouped attention in double precision: the reference for `attend`. The bound
+ * used below (6e-6 of sum p|v|) is about 2x the f32 rounding the scalar expf variant shows on
+ * these inputs; a wrong exp polynomial term (1/72 for 1/720) measures 1.0e-5 and fails it. Returns, in
+ * *mag, sum_j p_j |v_j[i]| maximized over (h, i): the scale of the expected rounding error. */
+static void ref_attend(const float *q, int g, const float *K, const float *V, int n, int hd,
+                       float scale, double *out, double *mag) {
+  double *p = malloc((size_t)n * sizeof *p);
+  *mag = 0;
+  for (int h = 0; h < g; h++) {
+    double mx = -INFINITY, sum = 0;
+    for (int j = 0; j < n; j++) {
+      double d = 0;
+      for (int i = 0; i < hd; i++) d += (double)q[h * hd + i] * K[(size_t)j * hd + i];
+      p[j] = d * scale;
+      if (p[j] > mx) mx = p[j];
+    }
+    for (int j = 0; j < n; j++) sum += (p[j] = exp(p[j] - mx));
+    for (int i = 0; i < hd; i++) {
+      double o = 0, m = 0;
+      for (int j = 0; j < n; j++) {
+        o += p[j] / sum * V[(size_t)j * hd + i];
+        m += p[j] / sum * fabs(V[(size_t)j * hd + i]);
+      }
+      out[h * hd + i] = o;
+      if (m > *mag) *mag = m;
+    }
+  }
+  free(p);
+}
+
+TEST_IMPL(kernels_attend_reference) {
+  const char *isas[] = {"scalar", "avx2", "avx512"};
+  const int gs[] = {1, 3, 4, 5, 8}, ns[] = {1, 2, 15, 16, 17, 33, 300}, hds[] = {8, 24, 64, 80, 128};
+  const float temps[] = {0.1f, 1.0f, 8.0f}; /* flat, typical and peaked softmax (underflow) */
+  uint64_t rng = 7;
+  const int G = 8, N = 300, HD = 128;
+  float *q = malloc(G * HD * 4), *K = malloc((size_t)N * HD * 4), *V = malloc((size_t)N * HD * 4);
+  float *att = malloc((size_t)G * N * 4), *out = malloc(G * HD * 4);
+  double *ref = malloc(G * HD * sizeof *ref);
+  for (int i = 0; i < G * HD; i++) q[i] = test_rand_f32(&rng);
+  for (int i = 0; i < N * HD; i++) K[i] = test_rand_f32(&rng), V[i] = test_rand_f32(&rng) * 4;
+  int tested = 0;
+  for (int k = 0; k < 3; k++) {
+    const ttq_kernels *Kn = ttq_kernels_select(isas[k]);
+    if (!Kn) continue;
+    tested++;
+    double worst = 0;
+    for (size_t a = 0; a < sizeof gs / sizeof *gs; a++)
+      for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+        for (size_t c = 0; c < sizeof hds / sizeof *hds; c++)
+          for (size_t t = 0; t < sizeof temps / sizeof *temps; t++) {
+            const int g = gs[a], n = ns[b], hd = hds[c];
+            const float scale = temps[t] / sqrtf((float)hd) * 4;
+            double mag;
+            for (int i = 0; i < g * hd; i++) out[i] = NAN;
+            Kn->attend(q, g, K, V, n, hd, scale, att, out);
+            ref_attend(q, g, K, V, n, hd, scale, ref, &mag);
+            for (int i = 0; i < g * hd; i++) {
+              if (fabs(out[i] - ref[i]) / mag > worst) worst = fabs(out[i] - ref[i]) / mag;
+              ASSERTF(fabs(out[i] - ref[i]) <= 6e-6 * mag + 1e-7, "%s g=%d n=%d hd=%d T=%g i=%d: %g vs %g",
+                      Kn->name, g, n, hd, temps[t], i, out[i], ref[i]);
+            }
+          }
+    fprintf(stderr, "%s: worst error %.3g of sum p|v|\n", Kn->name, worst);
+    /* property: identical keys give every position the same weight, so out = mean of V */
+    for (int j = 1; j < 40; j++) memcpy(K + (size_t)j * 64, K, 64 * 4);
+    Kn->attend(q, 2, K, V, 40, 64, 0.125f, att, out);
+    for (int i = 0; i < 64; i++) {
+      double mean = 0;
+      for (int j = 0; j < 40; j++) mean += V[(size_t)j * 64 + i] / 40.0;
+      ASSERTF(fabs(out[i] - mean) <= 1e-5 && fabs(out[64 + i] - mean) <= 1e-5, "%s mean", Kn->name);
+    }
+    for (int i = 0; i < N * HD; i++) K[i] = test_rand_f32(&rng);
+  }
+  ASSERT(tested >= 1);
+  free(q), free(K), free(V), free(att), free(out), free(ref);
+  return 0;
+}
