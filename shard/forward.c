@@ -79,6 +79,8 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   s->xs = xalloc(B * widest * 4, &ok);
   s->wbuf = xalloc(wmax * 4, &ok);
   s->wbuf_len = wmax;
+  s->qact_stride = (ttq_qact_bytes((int64_t)widest) + 63) / 64 * 64;
+  s->qact_buf = xalloc((size_t)s->threads * s->qact_stride, &ok);
   s->fuse_sq = xalloc(widest * sizeof(double), &ok);
   s->fuse_d = xalloc(widest * 4, &ok);
   if (!ok) {
@@ -105,6 +107,7 @@ void ttq_state_free(ttq_state *s) {
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
   free(s->fuse_sq);
   free(s->fuse_d);
+  free(s->qact_buf);
   memset(s, 0, sizeof *s);
 }
 
@@ -193,8 +196,13 @@ static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS,
     per = (per + 15) / 16 * 16;
     int64_t r0 = per * id, r1 = r0 + per < rows ? r0 + per : rows;
     if (r0 < r1) {
-      if (n == 1) ttq_qmatvec(s->kern, q, XS, Y, r0, r1);
-      else ttq_qmatmul(s->kern, q, XS, n, Y, rows, r0, r1);
+      if (n == 1) {
+        ttq_qact a;
+        ttq_qact_prepare(s->kern, q, XS, s->qact_buf + (size_t)id * s->qact_stride, &a);
+        ttq_qmatvec_qact(s->kern, q, &a, Y, r0, r1);
+      } else {
+        ttq_qmatmul(s->kern, q, XS, n, Y, rows, r0, r1);
+      }
     }
   }
   const ttq_lowrank *lr = s->qm->lr;
@@ -302,13 +310,17 @@ static void decode_group(ttq_state *s, int l, const int *ps, int np, const float
     int nt = omp_get_num_threads(), id = omp_get_thread_num();
     int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
     int64_t a = per * id, b = a + per < total ? a + per : total;
+    ttq_qact qa; /* this thread's rows of every projection read one prepared input */
+    if (s->qm && a < b)
+      ttq_qact_prepare(s->kern, &s->qm->layers[l].w[ps[0]], XS,
+                       s->qact_buf + (size_t)id * s->qact_stride, &qa);
     for (int i = 0; i < np && a < b; i++) {
       int64_t o = glu ? 0 : off[i], r0 = a - o, r1 = b - o;
       r0 = r0 < 0 ? 0 : r0;
       r1 = r1 > rows[i] ? rows[i] : r1;
       if (r0 >= r1) continue;
       if (s->qm) {
-        ttq_qmatvec(s->kern, &s->qm->layers[l].w[ps[i]], XS, Y[i], r0, r1);
+        ttq_qmatvec_qact(s->kern, &s->qm->layers[l].w[ps[i]], &qa, Y[i], r0, r1);
       } else {
         const ttq_tensor *W = ttq_proj_weight(s->m, l, ps[i]);
         const size_t rb = W->nbytes / (size_t)rows[i];

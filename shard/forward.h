@@ -30,6 +30,8 @@ typedef struct ttq_state {
   float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
   float *att;  /* attention scores, [threads][att_stride] */
   size_t att_stride; /* floats per thread: max(max_batch, n_heads) * max_ctx */
+  uint8_t *qact_buf;  /* decode: each thread's prepared activation (ttq_qact), qact_stride bytes */
+  size_t qact_stride;
   float *normw; /* a norm weight row converted to f32, [dim] */
   float *logits_local; /* tensor parallel: this rank's vocabulary slice of the logits */
   float *wbuf; /* one weight matrix converted to f32 for sgemm */

@@ -404,9 +404,8 @@ AVX512_TARGET static void dequant_avx512(const ttq_qmatrix *q, int64_t r, float 
   }
 }
 
-AVX512_TARGET static void qmatvec_f32_avx512(const ttq_qmatrix *q, const float *x, float *y,
-                                             int64_t r0, int64_t r1, scratch *s) {
-  group_sums_avx512(x, q->cols, q->group, s->S);
+AVX512_TARGET static void rows_f32_any(const ttq_qmatrix *q, const float *x, scratch *s, float *y,
+                                       int64_t r0, int64_t r1) {
   switch (q->bits) {
   case 2: rows_f32_avx512(2, q, x, s->S, s->dbuf, y, r0, r1); break;
   case 3: rows_f32_avx512(3, q, x, s->S, s->dbuf, y, r0, r1); break;
@@ -628,12 +627,15 @@ VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix 
   }
 }
 
-VNNI_TARGET static void qmatvec_i8(const ttq_qmatrix *q, const float *x, float *y, int64_t r0,
-                                   int64_t r1, scratch *s) {
+VNNI_TARGET static void prep_i8(const ttq_qmatrix *q, const float *x, scratch *s) {
   const int64_t nb = q->cols / 32, kb = q->group / 32;
   group_sums_hat(x, q->cols, q->group, 127.0f, s->S);
   quantize_x(x, q->cols, q->bits, s);
   for (int64_t b = 0; b < nb; b++) s->gi[b] = (int32_t)(b / kb);
+}
+
+VNNI_TARGET static void rows_i8_any(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0,
+                                    int64_t r1) {
   switch (q->bits) {
   case 2: rows_i8(2, q, s->S, s, y, r0, r1); break;
   case 3: rows_i8(3, q, s->S, s, y, r0, r1); break;
@@ -642,7 +644,6 @@ VNNI_TARGET static void qmatvec_i8(const ttq_qmatrix *q, const float *x, float *
   case 8: rows_i8(8, q, s->S, s, y, r0, r1); break;
   }
 }
-
 
 /* ================= AVX-512 VNNI: int16 activations, 8-bit codes =================
  * Same scheme as int8 with x quantized to int16 per 32-block (s_b = max|x_b| / 32767) and
@@ -866,40 +867,62 @@ VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const ttq_qmatr
   }
 }
 
-VNNI_TARGET static void qmatvec_i16(const ttq_qmatrix *q, const float *x, float *y, int64_t r0,
-                                    int64_t r1, scratch *s) {
+#define XSPLIT_OFF(nb) (((nb) + 8) * 32) /* xh after xl and its padded last set */
+
+VNNI_TARGET static void prep_i16(const ttq_qmatrix *q, const float *x, scratch *s) {
   const int64_t nb = q->cols / 32, kb = q->group / 32;
   group_sums_hat(x, q->cols, q->group, 32767.0f, s->S);
   for (int64_t b = 0; b < nb; b++) s->gi[b] = (int32_t)(b / kb);
-  if (q->bits != 8) {
-    const int64_t xoff = (nb + 8) * 32; /* xh after xl and its padded last set */
-    quantize_xsplit(x, q->cols, q->bits, s, xoff);
-    switch (q->bits) {
-    case 2: rows_split(2, q, s->S, s, xoff, y, r0, r1); break;
-    case 3: rows_split(3, q, s->S, s, xoff, y, r0, r1); break;
-    case 4: rows_split(4, q, s->S, s, xoff, y, r0, r1); break;
-    case 5: rows_split(5, q, s->S, s, xoff, y, r0, r1); break;
-    }
-    return;
+  if (q->bits != 8) quantize_xsplit(x, q->cols, q->bits, s, XSPLIT_OFF(nb));
+  else quantize_x16(x, q->cols, s, s->nat);
+}
+
+VNNI_TARGET static void rows_i16_any(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0,
+                                     int64_t r1) {
+  const int64_t xoff = XSPLIT_OFF(q->cols / 32);
+  switch (q->bits) {
+  case 2: rows_split(2, q, s->S, s, xoff, y, r0, r1); break;
+  case 3: rows_split(3, q, s->S, s, xoff, y, r0, r1); break;
+  case 4: rows_split(4, q, s->S, s, xoff, y, r0, r1); break;
+  case 5: rows_split(5, q, s->S, s, xoff, y, r0, r1); break;
+  case 8: rows_i16(q, s->S, s, y, r0, r1); break;
   }
-  quantize_x16(x, q->cols, s, s->nat);
-  rows_i16(q, s->S, s, y, r0, r1);
+}
+
+/* Activation kinds of the AVX-512 kernel (ttq_qact.kind): what prep_* left in the scratch. */
+enum { QACT_NONE = 0, QACT_F32, QACT_I8, QACT_I16 };
+
+static int avx512_kind(const ttq_qmatrix *q) {
+  if (q->group % 32 != 0) return QACT_NONE;
+  int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode() : 0;
+  return mode == 1 ? QACT_I8 : mode == 2 ? QACT_I16 : QACT_F32;
+}
+
+static void prep_avx512(int kind, const ttq_qmatrix *q, const float *x, scratch *s) {
+  if (kind == QACT_I8) prep_i8(q, x, s);
+  else if (kind == QACT_I16) prep_i16(q, x, s);
+  else group_sums_avx512(x, q->cols, q->group, s->S);
+}
+
+/* Rows of a prepared scratch. s is only read but for its per-row buffers ds and dbuf, which
+ * the caller gives each thread its own of. */
+static void rows_avx512(int kind, const ttq_qmatrix *q, const float *x, scratch *s, float *y,
+                        int64_t r0, int64_t r1) {
+  if (kind == QACT_I8) rows_i8_any(q, s, y, r0, r1);
+  else if (kind == QACT_I16) rows_i16_any(q, s, y, r0, r1);
+  else rows_f32_any(q, x, s, y, r0, r1);
 }
 
 static void qmatvec_avx512(const ttq_qmatrix *q, const float *x, float *y, int64_t r0, int64_t r1) {
   uint8_t stackbuf[SCRATCH_BYTES(STACK_COLS)] __attribute__((aligned(64)));
   scratch s;
-  if (q->group % 32 != 0 || !scratch_init(&s, stackbuf, q->cols, q->group)) {
+  const int kind = avx512_kind(q);
+  if (kind == QACT_NONE || !scratch_init(&s, stackbuf, q->cols, q->group)) {
     qmatvec_scalar(q, x, y, r0, r1);
     return;
   }
-  int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode() : 0;
-  if (mode == 1)
-    qmatvec_i8(q, x, y, r0, r1, &s);
-  else if (mode == 2)
-    qmatvec_i16(q, x, y, r0, r1, &s);
-  else
-    qmatvec_f32_avx512(q, x, y, r0, r1, &s);
+  prep_avx512(kind, q, x, &s);
+  rows_avx512(kind, q, x, &s, y, r0, r1);
   free(s.heap);
 }
 #endif /* TTQ_X86 */
@@ -930,6 +953,43 @@ void ttq_qmatvec(const ttq_kernels *k, const ttq_qmatrix *q, const float *x, flo
                  int64_t r1) {
   if (r0 >= r1) return;
   pick(k)->matvec(q, x, y, r0, r1);
+}
+
+size_t ttq_qact_bytes(int64_t cols) { return SCRATCH_BYTES(cols); }
+
+void ttq_qact_prepare(const ttq_kernels *k, const ttq_qmatrix *q, const float *x, void *buf,
+                      ttq_qact *a) {
+  *a = (ttq_qact){.x = x, .cols = q->cols, .group = q->group, .bits = q->bits, .buf = buf};
+#ifdef TTQ_X86
+  if (pick(k) != &qk_avx512 || q->cols > STACK_COLS) return; /* kind NONE: ttq_qmatvec */
+  scratch s;
+  a->kind = avx512_kind(q);
+  if (a->kind == QACT_NONE || !scratch_init(&s, buf, q->cols, q->group)) {
+    a->kind = QACT_NONE;
+    return;
+  }
+  prep_avx512(a->kind, q, x, &s);
+#else
+  (void)k;
+#endif
+}
+
+void ttq_qmatvec_qact(const ttq_kernels *k, const ttq_qmatrix *q, const ttq_qact *a, float *y,
+                      int64_t r0, int64_t r1) {
+  if (r0 >= r1) return;
+#ifdef TTQ_X86
+  if (a->kind != QACT_NONE && q->cols == a->cols && q->group == a->group && q->bits == a->bits &&
+      pick(k) == &qk_avx512) {
+    scratch s;
+    float ds[STACK_COLS / 32 + 16] __attribute__((aligned(64))), dbuf[STACK_COLS / 8 + 16];
+    scratch_init(&s, a->buf, q->cols, q->group); /* cols <= STACK_COLS: lays out, can't fail */
+    s.ds = ds;
+    s.dbuf = dbuf;
+    rows_avx512(a->kind, q, a->x, &s, y, r0, r1);
+    return;
+  }
+#endif
+  ttq_qmatvec(k, q, a->x, y, r0, r1);
 }
 
 /* Rows per dequantized tile: about 128 KB of f32, at least 1 row. */

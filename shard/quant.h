@@ -79,6 +79,23 @@ void ttq_qmatrix_dequant_row(const ttq_qmatrix *q, int64_t r, float *out);
 /* y[r] = sum_c w~'[r][c] x[c] for rows [r0, r1) (x already scaled by 1/D). */
 void ttq_qmatvec(const ttq_kernels *k, const ttq_qmatrix *q, const float *x, float *y, int64_t r0,
                  int64_t r1);
+/* An activation prepared once for any number of ttq_qmatvec_qact calls on matrices of the same
+ * cols, group and bits (the q, k and v projections; row slices on several threads): the
+ * per-32-block rounding and layout of the kernel, done once instead of per call.
+ * buf: ttq_qact_bytes(cols) bytes, 64-byte aligned, caller-owned; it and x must outlive a.
+ * Results equal ttq_qmatvec's exactly. Can't fail (an unprepared kind falls back to it). */
+typedef struct ttq_qact {
+  const float *x;
+  int64_t cols;
+  int group, bits, kind; /* kind: internal to qkernels.c; 0 = not prepared */
+  void *buf;
+} ttq_qact;
+size_t ttq_qact_bytes(int64_t cols);
+void ttq_qact_prepare(const ttq_kernels *k, const ttq_qmatrix *q, const float *x, void *buf,
+                      ttq_qact *a);
+/* ttq_qmatvec(k, q, a->x, y, r0, r1) from the prepared a; read-only on a, so thread-safe. */
+void ttq_qmatvec_qact(const ttq_kernels *k, const ttq_qmatrix *q, const ttq_qact *a, float *y,
+                      int64_t r0, int64_t r1);
 /* Y[t][r] = sum_c w~'[r][c] X[t][c] for t < n and rows [r0, r1); X row stride = cols, Y row
  * stride = ldy. */
 void ttq_qmatmul(const ttq_kernels *k, const ttq_qmatrix *q, const float *X, int n, float *Y,

@@ -359,6 +359,22 @@ TEST_IMPL(quant_kernels_match_reference) {
             }
             if (check_row(wd + r * cols, &q, r, X, Y[r], Q, what)) return 1;
           }
+          /* a prepared activation gives ttq_qmatvec's results bit for bit, over row ranges
+           * split as threads split them */
+          {
+            void *buf = aligned_alloc(64, (ttq_qact_bytes(cols) + 63) / 64 * 64);
+            float *Yp = malloc((size_t)ldy * 4);
+            ttq_qact a;
+            ttq_qact_prepare(K, &q, X, buf, &a);
+            for (int64_t r = 0; r < ldy; r++) Yp[r] = NAN;
+            ttq_qmatvec_qact(K, &q, &a, Yp, r0, r0 + 5);
+            ttq_qmatvec_qact(K, &q, &a, Yp, r0 + 5, r1);
+            for (int64_t r = 0; r < ldy; r++)
+              ASSERTF(isnan(Y[r]) ? isnan(Yp[r]) : Yp[r] == Y[r], "%s: prepared row %lld: %g vs %g",
+                      what, (long long)r, Yp[r], Y[r]);
+            free(Yp);
+            free(buf);
+          }
           /* matmul, n = 1..9 tokens, ldy != rows */
           for (int n = 1; n <= nmax; n++) {
             for (int64_t i = 0; i < nmax * ldy; i++) Y[i] = NAN;
