@@ -8,8 +8,9 @@
  *     h = rmsnorm(x) ; x += (silu(h Wg^T) * (h Wu^T)) Wd^T
  *   logits = rmsnorm(x) Wout^T
  *
- * Matrix products of many tokens convert the weight to f32 once and call OpenBLAS sgemm;
- * single tokens use the dtype-native dot kernels straight from the memory map.
+ * Matrix products of many tokens read BF16/F16 weights in place through gemm.h (AMX tiles where
+ * the machine has them), else convert the weight to f32 and call OpenBLAS sgemm; single tokens
+ * use the dtype-native dot kernels straight from the memory map.
  * Fused TTQ (s->fuse, see forward.h): layer_input() turns each complete input's sums of squares
  * into D, and linear() quantizes every row right after converting it, while it is in L1.
  * Invariant: the cache holds exactly s->pos tokens; a failed call leaves it unchanged. */
@@ -20,10 +21,12 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#include "gemm.h"
 #include "tp.h"
 #include "util.h"
 
 #define GEMM_MIN_TOKENS 4
+#define GEMM_TILE_ROWS 128 /* rows per in-place GEMM call: fused TTQ quantizes them from L2 */
 
 static void *xalloc(size_t n, bool *ok) {
   void *p = NULL;
@@ -79,6 +82,21 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   s->xs = xalloc(B * widest * 4, &ok);
   s->wbuf = xalloc(wmax * 4, &ok);
   s->wbuf_len = wmax;
+  /* the in-place GEMM: the activation packed once per projection input, and per thread a work
+   * buffer for one tile of GEMM_TILE_ROWS rows of any dtype */
+  int isa = ttq_gemm_select(NULL);
+  s->gemm_isa = isa < 0 ? TTQ_GEMM_SGEMM : isa;
+  if (s->gemm_isa != TTQ_GEMM_SGEMM) {
+    size_t work = 0;
+    const ttq_dtype dts[] = {TTQ_BF16, TTQ_F16, TTQ_F32, TTQ_Q8_0};
+    for (int i = 0; i < 4; i++) {
+      size_t b = ttq_gemm_work_bytes(s->gemm_isa, dts[i], s->max_batch, GEMM_TILE_ROWS, widest);
+      if (b > work) work = b;
+    }
+    s->gemm_work_stride = (work + 63) / 64 * 64;
+    s->gemm_work = xalloc((size_t)s->threads * s->gemm_work_stride, &ok);
+    s->gemm_xbuf = xalloc(ttq_gemm_x_bytes(s->gemm_isa, s->max_batch, widest), &ok);
+  }
   s->qact_stride = (ttq_qact_bytes((int64_t)widest) + 63) / 64 * 64;
   s->qact_buf = xalloc((size_t)s->threads * s->qact_stride, &ok);
   s->fuse_sq = xalloc(widest * sizeof(double), &ok);
@@ -105,6 +123,8 @@ void ttq_state_free(ttq_state *s) {
                    s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf, s->xs, s->lr_tmp,
                    s->logits_local};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+  free(s->gemm_work);
+  free(s->gemm_xbuf);
   free(s->fuse_sq);
   free(s->fuse_d);
   free(s->qact_buf);
@@ -124,6 +144,43 @@ static void rmsnorm(float *out, const float *x, const ttq_tensor *w, int n, floa
   ttq_row_to_f32(k, w->dtype, w->data, wtmp, n);
 #pragma omp simd
   for (int i = 0; i < n; i++) out[i] = wtmp[i] * (x[i] * r);
+}
+
+/* linear() of many tokens with BF16/F16 weights read in place (gemm.h): X packed once (each
+ * thread its part), then each thread multiplies its own rows, GEMM_TILE_ROWS at a time; with Q
+ * (fused TTQ) each tile of rows is quantized right after, while it is in L2. The codes are those
+ * of the f32 path: the quantizer converts BF16/F16 exactly. */
+static void gemm_inplace(ttq_state *s, const ttq_tensor *W, const float *X, int n, float *Y,
+                         ttq_qmatrix *Q, const float *D) {
+  const int64_t rows = W->shape[0], cols = W->shape[1];
+  const size_t row_bytes = W->nbytes / (size_t)rows;
+  ttq_gemm_x gx;
+  if (ttq_gemm_x_init(&gx, (ttq_gemm_isa)s->gemm_isa, X, n, cols, s->gemm_xbuf) != 0)
+    gx.isa = TTQ_GEMM_SGEMM; /* can't happen for the sizes the state was made for */
+  double qtime = 0;
+#pragma omp parallel num_threads(s->threads) reduction(+ : qtime)
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    ttq_gemm_x_pack(&gx, id, nt);
+#pragma omp barrier
+    int64_t per = (rows + nt - 1) / nt, r0 = per * id, r1 = r0 + per < rows ? r0 + per : rows;
+    void *work = s->gemm_work + (size_t)id * s->gemm_work_stride;
+    for (int64_t a = r0; a < r1; a += GEMM_TILE_ROWS) {
+      const int64_t b = a + GEMM_TILE_ROWS < r1 ? a + GEMM_TILE_ROWS : r1;
+      if (gx.isa == TTQ_GEMM_SGEMM ||
+          ttq_gemm_rows_x(&gx, W->dtype, W->data, row_bytes, a, b, Y + a, rows, work) != 0)
+        for (int t = 0; t < n; t++) /* the fallback: the dot kernels, row by row */
+          for (int64_t r = a; r < b; r++)
+            Y[(size_t)t * rows + r] = ttq_dot_row(s->kern, W->dtype, (const uint8_t *)W->data +
+                                                  (size_t)r * row_bytes, X + (size_t)t * cols, cols);
+      if (Q) {
+        double t0 = omp_get_wtime();
+        ttq_quantize_rows_k(s->kern, Q, W->dtype, W->data, D, a, b);
+        qtime += omp_get_wtime() - t0;
+      }
+    }
+  }
+  s->fuse_ms += qtime * 1e3 / s->threads;
 }
 
 /* Y[n x rows] = X[n x cols] W^T, W stored rows x cols in any dtype. With Q (fused TTQ), every
@@ -149,6 +206,10 @@ static void linear(ttq_state *s, const ttq_tensor *W, const float *X, int n, flo
       for (int64_t r = 0; r < rows; r++)
         y[r] = ttq_dot_row(k, W->dtype, base + (size_t)r * row_bytes, x, cols);
     }
+    return;
+  }
+  if (s->gemm_isa != TTQ_GEMM_SGEMM && (W->dtype == TTQ_BF16 || W->dtype == TTQ_F16)) {
+    gemm_inplace(s, W, X, n, Y, Q, D);
     return;
   }
   /* Each thread converts its own slice of rows to f32 and multiplies it with one

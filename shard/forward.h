@@ -37,6 +37,10 @@ typedef struct ttq_state {
   float *wbuf; /* one weight matrix converted to f32 for sgemm */
   size_t wbuf_len;
   int64_t n_gemm_rows; /* threshold: chunks of at least this many tokens use sgemm */
+  int gemm_isa;        /* ttq_gemm_isa of the prefill's products (gemm.h) */
+  uint8_t *gemm_work;  /* per thread gemm_work_stride bytes (not for sgemm) */
+  size_t gemm_work_stride;
+  void *gemm_xbuf;     /* the packed activation of one projection input */
   float *xs;           /* an input scaled by 1/D, [max_batch][max(dim, q_dim, ffn)] */
   float *lr_tmp;       /* low-rank intermediate A x, [max_batch][rank] */
   int lr_cap;          /* rank lr_tmp was sized for */

@@ -14,6 +14,9 @@ TEST_ENTRY(util_half_conversions)
 /* model, forward, tools */
 #include "list-engine.h"
 
+/* prefill GEMM (bf16 / AMX / sgemm variants) */
+#include "list-gemm.h"
+
 /* quantizer, packed storage, quantized kernels */
 #include "list-quant.h"
 
