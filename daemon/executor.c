@@ -276,8 +276,8 @@ static int run_job_root(ttqd_exec *x, ttqd_job *j) {
   ttqd_jobq_progress(x->q, ttqd_now_ms());
   f.prefill_ms = x->eng.last.prefill_ms;
   f.stats_ms = x->eng.last.stats_ms;
-  f.quant_ms = x->eng.last.quant_ms;
   int rc = generate(x, j, &f, msg, sizeof msg);
+  f.quant_ms = x->eng.last.quant_ms; /* the first decode step quantizes (engine.h) */
   f.t_end = ttqd_now_ms();
   if (rc == -2) {
     fail_job(x, j, &f, TTQ__ERROR__CODE__INTERNAL, msg);

@@ -35,11 +35,13 @@ for r in $(seq "$ROUNDS"); do
   for b in 8 4 3 2; do
     run decode-w$b $B --prompt-tokens 128 --gen-tokens 32 --repeat 2 --bandwidth --quant ttq --bits $b
   done
-  # time to first token, fp against ttq W4 (fused into the prefill, and as a separate pass)
+  # time to first token, fp against ttq W4: quantized in the first decode step (the default),
+  # fused into the prefill, and as a separate pass before the first token
   for p in 512 32; do
     run ttft-fp-$p $B --prompt-tokens $p --gen-tokens 2 --repeat 2
     run ttft-ttq-$p $B --prompt-tokens $p --gen-tokens 2 --repeat 2 --quant ttq --bits 4
-    run ttft-sep-$p $B --prompt-tokens $p --gen-tokens 2 --repeat 2 --quant ttq --bits 4 --no-fuse
+    run ttft-fused-$p $B --prompt-tokens $p --gen-tokens 2 --repeat 2 --quant ttq --bits 4 --quant-in-prefill
+    run ttft-sep-$p $B --prompt-tokens $p --gen-tokens 2 --repeat 2 --quant ttq --bits 4 --quant-in-prefill --no-fuse
   done
 done
 if [ -z "${QUICK:-}" ]; then

@@ -1,5 +1,6 @@
 /* engine.c -- the per-request flow; see engine.h.
- * Invariant: e->st.qm is NULL exactly while a full-precision pass runs (or for fp). */
+ * Invariant: e->st.qm is NULL exactly while a full-precision pass runs, while a deferred
+ * quantization is pending (quant_pending), or for fp. */
 #include "engine.h"
 
 #include <math.h>
@@ -93,13 +94,26 @@ static int calibrate_fused(ttq_engine *e, const int32_t *ids, int n, float *logi
   return rc;
 }
 
-/* Full-precision pass over ids collecting statistics, then quantization (ttq only). */
-static int calibrate(ttq_engine *e, const int32_t *ids, int n, float *logits, ttq_diag *d) {
+/* Quantizes the model with the statistics of the last full-precision pass (ttq). */
+static int quantize(ttq_engine *e, ttq_diag *d) {
+  e->quant_pending = false;
+  int rc = ttq_qmodel_quantize(&e->qm, e->m, &e->stats, NULL, e->has_samp ? &e->samp : NULL,
+                               e->st.threads, d);
+  if (rc == 0) e->last.quant_ms = e->qm.quant_ms;
+  return rc;
+}
+
+/* Full-precision pass over ids collecting statistics, then quantization (ttq only): now, or
+ * (defer) left pending for the first decode step. */
+static int calibrate(ttq_engine *e, const int32_t *ids, int n, float *logits, bool defer,
+                     ttq_diag *d) {
   ttq_state_reset(&e->st);
   e->st.qm = NULL;
-  e->last.fused = false;
-  if (e->o.q.method == TTQ_METHOD_TTQ && !e->o.no_fuse && e->o.q.search == 0 && !e->has_lr &&
-      n <= e->st.max_batch)
+  e->last.fused = e->last.deferred = false;
+  e->quant_pending = false;
+  defer = defer && e->o.q.method == TTQ_METHOD_TTQ;
+  if (e->o.q.method == TTQ_METHOD_TTQ && !defer && !e->o.no_fuse && e->o.q.search == 0 &&
+      !e->has_lr && n <= e->st.max_batch)
     return calibrate_fused(e, ids, n, logits, d);
   e->st.stats = e->has_stats ? &e->stats : NULL;
   if (e->has_stats) ttq_stats_reset(&e->stats);
@@ -123,22 +137,26 @@ static int calibrate(ttq_engine *e, const int32_t *ids, int n, float *logits, tt
     e->m->tp->calls++;
     e->last.stats_ms += (omp_get_wtime() - t1) * 1e3;
   }
-  if (e->o.q.method == TTQ_METHOD_TTQ) {
-    if ((rc = ttq_qmodel_quantize(&e->qm, e->m, &e->stats, NULL, e->has_samp ? &e->samp : NULL,
-                                  e->st.threads, d)))
-      return rc;
-    e->last.quant_ms = e->qm.quant_ms;
+  if (defer) {
+    e->quant_pending = e->last.deferred = true;
+    e->last.quant_ms = 0; /* until the first decode step has quantized */
+    return 0;
   }
-  return 0;
+  return e->o.q.method == TTQ_METHOD_TTQ ? quantize(e, d) : 0;
 }
 
 int ttq_engine_prefill(ttq_engine *e, const int32_t *ids, int n, float *logits, ttq_diag *d) {
-  int rc = calibrate(e, ids, n, logits, d);
-  if (rc == 0 && e->has_qm) e->st.qm = &e->qm;
+  int rc = calibrate(e, ids, n, logits, !e->o.quant_in_prefill, d);
+  if (rc == 0 && e->has_qm && !e->quant_pending) e->st.qm = &e->qm;
   return rc;
 }
 
 int ttq_engine_decode(ttq_engine *e, int32_t token, float *logits, ttq_diag *d) {
+  if (e->quant_pending) {
+    int rc = quantize(e, d);
+    if (rc) return rc;
+    e->st.qm = &e->qm;
+  }
   return ttq_forward(&e->st, &token, 1, logits, false, d);
 }
 
@@ -146,7 +164,7 @@ int ttq_engine_score(ttq_engine *e, const int32_t *ids, int n, double *nll, int6
                      ttq_diag *d) {
   if (n < 2) return 0;
   int rc;
-  if (e->o.q.method == TTQ_METHOD_TTQ && (rc = calibrate(e, ids, n - 1, NULL, d))) return rc;
+  if (e->o.q.method == TTQ_METHOD_TTQ && (rc = calibrate(e, ids, n - 1, NULL, false, d))) return rc;
   e->st.qm = e->has_qm ? &e->qm : NULL;
   rc = ttq_score_tokens(&e->st, ids, n, nll, count, d);
   return rc;

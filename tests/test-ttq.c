@@ -343,9 +343,10 @@ TEST_IMPL(ttq_quantized_decode_consistent) {
 
 /* ---- quantization fused into the prefill ---- */
 
-/* Quantizing inside the prefill (the default for a prompt of one chunk) gives bit for bit the
- * model the separate pass gives from the statistics: codes, d, m and 1/D of every layer, for
- * the GEMM path (>= 4 tokens) and the dot path (2 tokens), and so the same decode logits. */
+/* Quantizing inside the prefill (quant_in_prefill, for a prompt of one chunk) gives bit for
+ * bit the model the separate pass gives from the statistics: codes, d, m and 1/D of every
+ * layer, for the GEMM path (>= 4 tokens) and the dot path (2 tokens), and so the same decode
+ * logits; so does the default flow that quantizes in the first decode step. */
 static int fused_equals_separate(const char *path, ttq_dtype want) {
   ttq_model *m;
   ttq_diag d;
@@ -367,6 +368,7 @@ static int fused_equals_separate(const char *path, ttq_dtype want) {
         o.q.bits = bits[b];
         o.max_ctx = 128;
         o.threads = 2;
+        o.quant_in_prefill = true;
         o.no_fuse = k == 1;
         ASSERT_OK(ttq_engine_init(&e[k], m, &o, &d));
         ASSERT_OK(ttq_engine_prefill(&e[k], ids, np, k ? lb : la, &d));
@@ -388,13 +390,30 @@ static int fused_equals_separate(const char *path, ttq_dtype want) {
           ASSERTF(!memcmp(A->inv_d[i], B->inv_d[i], (size_t)w * 4), "layer %d input %d: 1/D differs", l, i);
         }
       }
+      /* the default flow: the prefill returns before quantizing (same full-precision logits),
+       * the first decode step quantizes; from then on the same logits as the other two */
+      ttq_engine lazy;
+      ttq_engine_opts o = {0};
+      o.q = ttq_qcfg_default();
+      o.q.bits = bits[b];
+      o.max_ctx = 128;
+      o.threads = 2;
+      ASSERT_OK(ttq_engine_init(&lazy, m, &o, &d));
+      float *lc = malloc((size_t)V * 4);
+      ASSERT_OK(ttq_engine_prefill(&lazy, ids, np, lc, &d));
+      ASSERT(lazy.last.deferred && lazy.quant_pending && !lazy.last.fused);
+      for (int i = 0; i < V; i++) ASSERT(lc[i] == la[i]);
       int32_t next = ttq_argmax(la, V);
       for (int step = 0; step < 3; step++) {
         ASSERT_OK(ttq_engine_decode(&e[0], next, la, &d));
         ASSERT_OK(ttq_engine_decode(&e[1], next, lb, &d));
-        for (int i = 0; i < V; i++) ASSERT(la[i] == lb[i]);
+        ASSERT_OK(ttq_engine_decode(&lazy, next, lc, &d));
+        ASSERT(!lazy.quant_pending && lazy.last.quant_ms > 0);
+        for (int i = 0; i < V; i++) ASSERT(la[i] == lb[i] && la[i] == lc[i]);
         next = ttq_argmax(la, V);
       }
+      free(lc);
+      ttq_engine_free(&lazy);
       ttq_engine_free(&e[0]), ttq_engine_free(&e[1]);
     }
   free(la), free(lb), free(ids);
