@@ -346,6 +346,16 @@ typedef struct amx_cfg {
   uint8_t rows[16];
 } amx_cfg;
 
+/* The products of the loaded weight tiles (4, 5) and X tiles (6, 7) into the result tiles of
+ * the rt x tc block (tile numbers must be constants, hence a macro). */
+#define DP_TILES(rt, tc)                                                                       \
+  do {                                                                                         \
+    _tile_dpbf16ps(0, 4, 6);                                                                   \
+    if ((tc) > 1) _tile_dpbf16ps(1, 4, 7);                                                     \
+    if ((rt) > 1) _tile_dpbf16ps(2, 5, 6);                                                     \
+    if ((rt) > 1 && (tc) > 1) _tile_dpbf16ps(3, 5, 7);                                         \
+  } while (0)
+
 /* Tiles: 0-3 results (row tile i, token tile j) = 2i + j; 4-5 weights (row tiles); 6-7 X.
  * F16 order: whi xhi, whi xlo (A kept), wlo xhi: 4 A and 6 B tile loads per k-step. */
 AMX_TARGET INLINE void amx_kloop(int rt, int tc, bool f16, int64_t nks, const uint8_t *a,
@@ -355,25 +365,16 @@ AMX_TARGET INLINE void amx_kloop(int rt, int tc, bool f16, int64_t nks, const ui
     if (rt > 1) _tile_loadd(5, a + 16 * sa, sa);
     _tile_loadd(6, b0, 64);
     if (tc > 1) _tile_loadd(7, b1, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    if (tc > 1) _tile_dpbf16ps(1, 4, 7);
-    if (rt > 1) _tile_dpbf16ps(2, 5, 6);
-    if (rt > 1 && tc > 1) _tile_dpbf16ps(3, 5, 7);
+    DP_TILES(rt, tc);
     _tile_loadd(6, b0 + 1024, 64);
     if (tc > 1) _tile_loadd(7, b1 + 1024, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    if (tc > 1) _tile_dpbf16ps(1, 4, 7);
-    if (rt > 1) _tile_dpbf16ps(2, 5, 6);
-    if (rt > 1 && tc > 1) _tile_dpbf16ps(3, 5, 7);
+    DP_TILES(rt, tc);
     if (f16) {
       _tile_loadd(4, a + 2048, sa);
       if (rt > 1) _tile_loadd(5, a + 2048 + 16 * sa, sa);
       _tile_loadd(6, b0, 64);
       if (tc > 1) _tile_loadd(7, b1, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      if (tc > 1) _tile_dpbf16ps(1, 4, 7);
-      if (rt > 1) _tile_dpbf16ps(2, 5, 6);
-      if (rt > 1 && tc > 1) _tile_dpbf16ps(3, 5, 7);
+      DP_TILES(rt, tc);
     }
   }
 }
