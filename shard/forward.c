@@ -12,7 +12,8 @@
  * the machine has them), else convert the weight to f32 and call OpenBLAS sgemm; single tokens
  * use the dtype-native dot kernels straight from the memory map.
  * Fused TTQ (s->fuse, see forward.h): layer_input() turns each complete input's sums of squares
- * into D, and linear() quantizes every row right after converting it, while it is in L1.
+ * into D, and linear() quantizes every row right after multiplying it (a tile still in L2) or
+ * converting it to f32 (still in L1).
  * Invariant: the cache holds exactly s->pos tokens; a failed call leaves it unchanged. */
 #include "forward.h"
 
@@ -83,16 +84,13 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   s->wbuf = xalloc(wmax * 4, &ok);
   s->wbuf_len = wmax;
   /* the in-place GEMM: the activation packed once per projection input, and per thread a work
-   * buffer for one tile of GEMM_TILE_ROWS rows of any dtype */
+   * buffer for one tile of GEMM_TILE_ROWS rows of the dtypes it takes (BF16, F16: linear()) */
   int isa = ttq_gemm_select(NULL);
   s->gemm_isa = isa < 0 ? TTQ_GEMM_SGEMM : isa;
   if (s->gemm_isa != TTQ_GEMM_SGEMM) {
-    size_t work = 0;
-    const ttq_dtype dts[] = {TTQ_BF16, TTQ_F16, TTQ_F32, TTQ_Q8_0};
-    for (int i = 0; i < 4; i++) {
-      size_t b = ttq_gemm_work_bytes(s->gemm_isa, dts[i], s->max_batch, GEMM_TILE_ROWS, widest);
-      if (b > work) work = b;
-    }
+    size_t work = ttq_gemm_work_bytes(s->gemm_isa, TTQ_BF16, s->max_batch, GEMM_TILE_ROWS, widest),
+           wf16 = ttq_gemm_work_bytes(s->gemm_isa, TTQ_F16, s->max_batch, GEMM_TILE_ROWS, widest);
+    if (wf16 > work) work = wf16;
     s->gemm_work_stride = (work + 63) / 64 * 64;
     s->gemm_work = xalloc((size_t)s->threads * s->gemm_work_stride, &ok);
     s->gemm_xbuf = xalloc(ttq_gemm_x_bytes(s->gemm_isa, s->max_batch, widest), &ok);

@@ -128,10 +128,8 @@ static bool scratch_init(scratch *s, void *stackbuf, int64_t cols, int G) {
 }
 
 /* Activation mode of the AVX-512 kernels: 0 float, 1 int8, 2 int16 (TTQ_QACT=f32|int8|int16;
- * default int16; `bits` is for a per-width default, see the header comment for why there is
- * none). */
-static int qact_mode(int bits) {
-  (void)bits;
+ * default int16). */
+static int qact_mode(void) {
   const char *e = getenv("TTQ_QACT");
   if (!e || !*e) return 2;
   return !strcmp(e, "f32") ? 0 : !strcmp(e, "int8") ? 1 : 2;
@@ -901,7 +899,7 @@ enum { QACT_NONE = 0, QACT_F32, QACT_I8, QACT_I16 };
 
 static int avx512_kind(const ttq_qmatrix *q) {
   if (q->group % 32 != 0) return QACT_NONE;
-  int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode(q->bits) : 0;
+  int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode() : 0;
   return mode == 1 ? QACT_I8 : mode == 2 ? QACT_I16 : QACT_F32;
 }
 
@@ -1028,7 +1026,7 @@ void ttq_qmatmul(const ttq_kernels *k, const ttq_qmatrix *q, const float *X, int
    * compute the same products */
   float *xh = NULL;
 #ifdef TTQ_X86
-  int mode = K == &qk_avx512 && q->group % 32 == 0 && __builtin_cpu_supports("avx512vnni") ? qact_mode(q->bits) : 0;
+  int mode = K == &qk_avx512 && q->group % 32 == 0 && __builtin_cpu_supports("avx512vnni") ? qact_mode() : 0;
   if (mode && (xh = malloc((size_t)n * (size_t)cols * sizeof(float))))
     for (int t = 0; t < n; t++)
       fake_quant_x(X + (size_t)t * cols, cols, mode == 1 ? 127.0f : 32767.0f, xh + (size_t)t * cols);
