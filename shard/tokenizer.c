@@ -616,7 +616,7 @@ static int parse_pretok(const char *path, json_t *pt, const char **regex, bool *
     return ttq__fail(d, TTQ_EUNSUPPORTED, "%s: pre_tokenizer: null (byte-level BPE needs ByteLevel)", path);
   const char *ty = type_of(pt);
   if (!json_is_object(pt) || !ty) return ttq__fail(d, TTQ_EFORMAT, "%s: pre_tokenizer: no \"type\"", path);
-  bool use_regex;
+  bool use_regex = false; /* set by parse_bytelevel on success; -O3 cannot see that */
   if (strcmp(ty, "ByteLevel") == 0) {
     int rc = parse_bytelevel(path, "pre_tokenizer", pt, &use_regex, d);
     if (rc) return rc;
