@@ -12,15 +12,16 @@
  *       y_r = sum_b d_g(b) s_b * (sum_{i in b} q_i xq_i) + sum_g m_g * S^_g,  S^_g = sum x-hat
  *     which is W' x-hat exactly up to float rounding; its error sum_i w'_i (x_i - x-hat_i) is
  *     at most sum_i |w'_i| s_b(i) / 2 (the tests check that bound).
- * Selection (AVX-512 only): TTQ_QACT=f32 | int16 | int8; unset = int16 when the CPU has
+ * Selection (AVX-512 only): TTQ_QACT=f32 | int16 | int8; unset = int8 when the CPU has
  *   AVX512-VNNI and the group is a multiple of 32. int16 measured 2x the float kernel at 4 bits
- *   (decode is compute-bound on the float kernel) with x error 2^-16 of the block max;
+ *   (decode is compute-bound on the float kernel) with x error 2^-16 of the block max.
  *   int8 (error 2^-8 of the block max) was measured token by token through this kernel on 3
- *   models x 7 domains x W8/W4/W3/W2: perplexity within 0.131% of int16 everywhere (the issue's
- *   bar is 0.2%), decode +2% (W8) to +7.5% (W2) faster; but it changes greedy continuations
- *   after a few dozen tokens and makes perplexity differ by up to 0.15% between rank counts
- *   (int16: 1e-5), so it stays opt-in (docs/BENCHMARKS.md).
- *
+ *   models x 7 domains x W8/W4/W3/W2: perplexity within 0.131% of int16 everywhere (mean
+ *   +0.028%; the issue's bar is 0.2%), and it decodes 1.04-1.12x faster than int16 on the 738M
+ *   model (docs/BENCHMARKS.md): half the vpdpbusd of the int16 split per weight. It makes
+ *   perplexity differ by up to 0.17% between rank counts (int16: 1e-5), since the ranks' float
+ *   summation orders flip a few roundings; int16 stays selectable for exact comparisons.
+
  * ttq_qmatmul: n < 4 tokens run the decode kernel per token; more dequantize a tile of rows to
  * f32 (exact: w' = q d + m) and call cblas_sgemm on it, reusing each weight for all n tokens.
  * In a quantized-activation mode sgemm gets x-hat, so prefill and decode give the same logits.
@@ -128,10 +129,10 @@ static bool scratch_init(scratch *s, void *stackbuf, int64_t cols, int G) {
 }
 
 /* Activation mode of the AVX-512 kernels: 0 float, 1 int8, 2 int16 (TTQ_QACT=f32|int8|int16;
- * default int16). */
+ * default int8). */
 static int qact_mode(void) {
   const char *e = getenv("TTQ_QACT");
-  if (!e || !*e) return 2;
+  if (!e || !*e) return 1;
   return !strcmp(e, "f32") ? 0 : !strcmp(e, "int8") ? 1 : 2;
 }
 
@@ -494,6 +495,61 @@ VNNI_TARGET static void quantize_x(const float *x, int64_t cols, int bits, scrat
 static inline __mmask64 mask64(int64_t n) { return n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); }
 static inline __mmask16 mask16(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
+/* The code fields of one set (the layout quantize_x stores x in): 4 fields of 64 codes for 2/3 bits,
+ * 2 for 4/5 bits. */
+VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *p, int nbk, int full,
+                                                 __m512i f[4]) {
+  if (bits == 4 || bits == 5) {
+    const __m512i m = _mm512_set1_epi8(15);
+    __m512i v;
+    if (bits == 4) {
+      v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(16 * nbk), p);
+      f[0] = _mm512_and_si512(v, m), f[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+      return;
+    }
+    int nd = 5 * nbk;
+    __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
+    __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
+    v = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18), B);
+    __m128i w = _mm512_castsi512_si128(_mm512_permutex2var_epi32(A, _mm512_setr_epi32(4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19), B));
+    w = _mm_shuffle_epi8(w, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+    __mmask64 mlo = _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(w));
+    __mmask64 mhi = _cvtu64_mask64((uint64_t)_mm_extract_epi64(w, 1));
+    const __m512i v16 = _mm512_set1_epi8(16);
+    __m512i lo = _mm512_and_si512(v, m), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+    f[0] = _mm512_mask_add_epi8(lo, mlo, lo, v16);
+    f[1] = _mm512_mask_add_epi8(hi, mhi, hi, v16);
+    return;
+  }
+  const __m512i m = _mm512_set1_epi8(3);
+  if (bits == 2) {
+    __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(8 * nbk), p);
+    f[0] = _mm512_and_si512(v, m);
+    f[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), m);
+    f[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+    f[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), m);
+    return;
+  }
+  /* 3 bits: 8 blocks of 12 bytes = 24 dwords: 16 in A, 8 in B */
+  int nd = 3 * nbk;
+  __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
+  __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
+  __m512i v = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 21, 22), B);
+  __m256i w = _mm512_castsi512_si256(_mm512_permutex2var_epi32(A, _mm512_setr_epi32(2, 5, 8, 11, 14, 17, 20, 23, 2, 5, 8, 11, 14, 17, 20, 23), B));
+  /* byte transpose: qword f = byte f of words 0..7 = the bit-2 mask of field f */
+  const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8,
+                                      12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(w, tr), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  __mmask64 mk[4] __attribute__((aligned(32)));
+  _mm256_store_si256((__m256i *)mk, w); /* kmovq from memory: one load uop per mask */
+  const __m512i v4 = _mm512_set1_epi8(4);
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    __m512i c = i ? _mm512_srli_epi16(v, 2 * i) : v;
+    f[i] = _mm512_mask_add_epi8(_mm512_and_si512(c, m), _load_mask64(mk + i), _mm512_and_si512(c, m), v4);
+  }
+}
+
 /* Integer dots of one set (bps blocks) of row codes at p with x at xq; nbk valid blocks. */
 VNNI_TARGET static ALWAYS_INLINE __m512i set_dot(const int bits, const uint8_t *p, const int8_t *xq,
                                                 int nbk, int full) {
@@ -502,67 +558,13 @@ VNNI_TARGET static ALWAYS_INLINE __m512i set_dot(const int bits, const uint8_t *
     __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(32 * nbk), p);
     return _mm512_dpbusd_epi32(zero, v, _mm512_loadu_si512(xq));
   }
-  if (bits == 4) {
-    const __m512i m = _mm512_set1_epi8(15);
-    __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(16 * nbk), p);
-    __m512i lo = _mm512_and_si512(v, m), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    __m512i a = _mm512_dpbusd_epi32(zero, lo, _mm512_loadu_si512(xq));
-    return _mm512_dpbusd_epi32(a, hi, _mm512_loadu_si512(xq + 64));
-  }
-  if (bits == 2) {
-    const __m512i m = _mm512_set1_epi8(3);
-    __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(8 * nbk), p);
-    __m512i a = _mm512_dpbusd_epi32(zero, _mm512_and_si512(v, m), _mm512_loadu_si512(xq));
-    a = _mm512_dpbusd_epi32(a, _mm512_and_si512(_mm512_srli_epi16(v, 2), m), _mm512_loadu_si512(xq + 64));
-    a = _mm512_dpbusd_epi32(a, _mm512_and_si512(_mm512_srli_epi16(v, 4), m), _mm512_loadu_si512(xq + 128));
-    return _mm512_dpbusd_epi32(a, _mm512_and_si512(_mm512_srli_epi16(v, 6), m), _mm512_loadu_si512(xq + 192));
-  }
-  if (bits == 5) {
-    /* 4 blocks of 20 bytes = 20 dwords: 16 in A, 4 in B */
-    int nd = 5 * nbk;
-    __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
-    __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
-    const __m512i il = _mm512_setr_epi32(0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18);
-    const __m512i iw = _mm512_setr_epi32(4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19);
-    __m512i v = _mm512_permutex2var_epi32(A, il, B);
-    __m128i w = _mm512_castsi512_si128(_mm512_permutex2var_epi32(A, iw, B));
-    /* lo mask: the low 16 bits of the 4 words; hi mask: the high 16 bits */
-    w = _mm_shuffle_epi8(w, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
-    __mmask64 mlo = _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(w));
-    __mmask64 mhi = _cvtu64_mask64((uint64_t)_mm_extract_epi64(w, 1));
-    const __m512i m = _mm512_set1_epi8(15), v16 = _mm512_set1_epi8(16);
-    __m512i lo = _mm512_and_si512(v, m), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    lo = _mm512_mask_add_epi8(lo, mlo, lo, v16);
-    hi = _mm512_mask_add_epi8(hi, mhi, hi, v16);
-    __m512i a = _mm512_dpbusd_epi32(zero, lo, _mm512_loadu_si512(xq));
-    return _mm512_dpbusd_epi32(a, hi, _mm512_loadu_si512(xq + 64));
-  }
-  /* bits == 3: 8 blocks of 12 bytes = 24 dwords: 16 in A, 8 in B */
-  int nd = 3 * nbk;
-  __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
-  __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
-  const __m512i il = _mm512_setr_epi32(0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 21, 22);
-  const __m512i iw = _mm512_setr_epi32(2, 5, 8, 11, 14, 17, 20, 23, 2, 5, 8, 11, 14, 17, 20, 23);
-  __m512i v = _mm512_permutex2var_epi32(A, il, B);
-  __m256i w = _mm512_castsi512_si256(_mm512_permutex2var_epi32(A, iw, B));
-  /* byte transpose: qword f = byte f of words 0..7 = the bit-2 mask of field f */
-  const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8,
-                                      12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(w, tr), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-  const __m512i m = _mm512_set1_epi8(3), v4 = _mm512_set1_epi8(4);
-  __m512i a = zero;
-  __m512i f0 = _mm512_and_si512(v, m);
-  f0 = _mm512_mask_add_epi8(f0, _cvtu64_mask64((uint64_t)_mm256_extract_epi64(w, 0)), f0, v4);
-  a = _mm512_dpbusd_epi32(a, f0, _mm512_loadu_si512(xq));
-  __m512i f1 = _mm512_and_si512(_mm512_srli_epi16(v, 2), m);
-  f1 = _mm512_mask_add_epi8(f1, _cvtu64_mask64((uint64_t)_mm256_extract_epi64(w, 1)), f1, v4);
-  a = _mm512_dpbusd_epi32(a, f1, _mm512_loadu_si512(xq + 64));
-  __m512i f2 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-  f2 = _mm512_mask_add_epi8(f2, _cvtu64_mask64((uint64_t)_mm256_extract_epi64(w, 2)), f2, v4);
-  a = _mm512_dpbusd_epi32(a, f2, _mm512_loadu_si512(xq + 128));
-  __m512i f3 = _mm512_and_si512(_mm512_srli_epi16(v, 6), m);
-  f3 = _mm512_mask_add_epi8(f3, _cvtu64_mask64((uint64_t)_mm256_extract_epi64(w, 3)), f3, v4);
-  return _mm512_dpbusd_epi32(a, f3, _mm512_loadu_si512(xq + 192));
+  __m512i f[4];
+  set_fields(bits, p, nbk, full, f);
+  const int nf = bits <= 3 ? 4 : 2;
+  __m512i a = _mm512_dpbusd_epi32(zero, f[0], _mm512_loadu_si512(xq));
+#pragma GCC unroll 4
+  for (int i = 1; i < nf; i++) a = _mm512_dpbusd_epi32(a, f[i], _mm512_loadu_si512(xq + 64 * i));
+  return a;
 }
 
 /* The per-set scale vector: lane i gets ds[i * bps / 16]. */
@@ -762,61 +764,6 @@ VNNI_TARGET static void quantize_xsplit(const float *x, int64_t cols, int bits, 
     int k = (int)(b % bps);
     put_layout(xl + o, bps, k, _mm512_cvtepi16_epi8(v));
     put_layout(xh + o, bps, k, _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
-  }
-}
-
-/* The code fields of one set (as set_dot unpacks them): 4 fields of 64 codes for 2/3 bits,
- * 2 for 4/5 bits. */
-VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *p, int nbk, int full,
-                                                 __m512i f[4]) {
-  if (bits == 4 || bits == 5) {
-    const __m512i m = _mm512_set1_epi8(15);
-    __m512i v;
-    if (bits == 4) {
-      v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(16 * nbk), p);
-      f[0] = _mm512_and_si512(v, m), f[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-      return;
-    }
-    int nd = 5 * nbk;
-    __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
-    __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
-    v = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18), B);
-    __m128i w = _mm512_castsi512_si128(_mm512_permutex2var_epi32(A, _mm512_setr_epi32(4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19, 4, 9, 14, 19), B));
-    w = _mm_shuffle_epi8(w, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
-    __mmask64 mlo = _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(w));
-    __mmask64 mhi = _cvtu64_mask64((uint64_t)_mm_extract_epi64(w, 1));
-    const __m512i v16 = _mm512_set1_epi8(16);
-    __m512i lo = _mm512_and_si512(v, m), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    f[0] = _mm512_mask_add_epi8(lo, mlo, lo, v16);
-    f[1] = _mm512_mask_add_epi8(hi, mhi, hi, v16);
-    return;
-  }
-  const __m512i m = _mm512_set1_epi8(3);
-  if (bits == 2) {
-    __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(8 * nbk), p);
-    f[0] = _mm512_and_si512(v, m);
-    f[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), m);
-    f[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    f[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), m);
-    return;
-  }
-  /* 3 bits: 8 blocks of 12 bytes = 24 dwords: 16 in A, 8 in B */
-  int nd = 3 * nbk;
-  __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
-  __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
-  __m512i v = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 21, 22), B);
-  __m256i w = _mm512_castsi512_si256(_mm512_permutex2var_epi32(A, _mm512_setr_epi32(2, 5, 8, 11, 14, 17, 20, 23, 2, 5, 8, 11, 14, 17, 20, 23), B));
-  /* byte transpose: qword f = byte f of words 0..7 = the bit-2 mask of field f */
-  const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8,
-                                      12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(w, tr), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-  __mmask64 mk[4] __attribute__((aligned(32)));
-  _mm256_store_si256((__m256i *)mk, w); /* kmovq from memory: one load uop per mask */
-  const __m512i v4 = _mm512_set1_epi8(4);
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; i++) {
-    __m512i c = i ? _mm512_srli_epi16(v, 2 * i) : v;
-    f[i] = _mm512_mask_add_epi8(_mm512_and_si512(c, m), _load_mask64(mk + i), _mm512_and_si512(c, m), v4);
   }
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tp.sh -- tensor parallelism under mpirun: the same prompt gives the same greedy tokens on every
 # valid rank count (fp, ttq 4-bit and 3-bit); full-precision logits stay within 1e-4 of the
-# one-rank logits; perplexity agrees within 1e-4 (relative); invalid rank counts are refused
-# naming the counts that work. The bundled qwen3 always (1, 2, 4 ranks); the shared llama
+# one-rank logits; perplexity agrees within 1e-4 (relative) with int16 decode activations, and
+# within 3e-3 with the default int8 ones (an int8 step is 2^-8 of its block's maximum, so the
+# rank counts' different float summation orders flip a few roundings, which then propagate:
+# measured up to 1.7e-3); invalid rank counts are refused naming the counts that work. The bundled qwen3 always (1, 2, 4 ranks); the shared llama
 # models too when ../shared exists (1, 2, 3 ranks: 3 duplicates key/value heads).
 set -uo pipefail
 : "${TTQD:?}" "${TTQ_SOURCE_DIR:?}"
@@ -34,6 +36,9 @@ run_model() { # run_model MODEL "RANK COUNTS" BAD_COUNT PROMPT
     "$TTQD" run --model "$model" -n 24 --temperature 0 --quiet --threads 1 $q \
       --logits-out "$TMP/l1.bin" "$prompt" >"$TMP/t1.txt" 2>/dev/null
     p1=$("$TTQD" perplexity --model "$model" --max-docs 4 --ctx 512 --json --threads 1 $q "$TMP/doc.txt" | ppl)
+    p1x=$p1 # activations are rounded for the quantized weights only
+    [ "$q" = "--quant fp" ] ||
+      p1x=$(TTQ_QACT=int16 "$TTQD" perplexity --model "$model" --max-docs 4 --ctx 512 --json --threads 1 $q "$TMP/doc.txt" | ppl)
     for np in $counts; do
       [ "$np" = 1 ] && continue
       mpi "$np" run --model "$model" -n 24 --temperature 0 --quiet --threads 1 $q \
@@ -43,11 +48,16 @@ run_model() { # run_model MODEL "RANK COUNTS" BAD_COUNT PROMPT
         md=$(maxdiff "$TMP/l1.bin" "$TMP/l$np.bin")
         check "$name fp: $np ranks, logits within 1e-4 of 1 rank (max $md)" awk -v m="$md" 'BEGIN{exit !(m <= 1e-4)}'
       fi
+      # relative bounds (comparing rounded strings fails whenever the two values straddle a
+      # rounding boundary, however close they are)
       pn=$(mpi "$np" perplexity --model "$model" --max-docs 4 --ctx 512 --json --threads 1 $q "$TMP/doc.txt" | ppl)
-      # 4 significant digits as a relative bound (comparing rounded strings fails whenever the
-      # two values straddle a rounding boundary, however close they are)
-      check "$name $q: $np ranks perplexity $pn = $p1 (within 1e-4)" \
-        awk -v a="$p1" -v b="$pn" 'BEGIN{d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-4)}'
+      pnx=$pn
+      [ "$q" = "--quant fp" ] ||
+        pnx=$(TTQ_QACT=int16 mpi "$np" perplexity --model "$model" --max-docs 4 --ctx 512 --json --threads 1 $q "$TMP/doc.txt" | ppl)
+      check "$name $q: $np ranks perplexity $pnx = $p1x with int16 activations (within 1e-4)" \
+        awk -v a="$p1x" -v b="$pnx" 'BEGIN{d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-4)}'
+      check "$name $q: $np ranks perplexity $pn = $p1 (within 3e-3)" \
+        awk -v a="$p1" -v b="$pn" 'BEGIN{d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 3e-3)}'
     done
   done
   mpi "$bad" run --model "$model" -n 2 "x" >/dev/null 2>"$TMP/err"
