@@ -21,7 +21,7 @@
  *   model (docs/BENCHMARKS.md): half the vpdpbusd of the int16 split per weight. It makes
  *   perplexity differ by up to 0.17% between rank counts (int16: 1e-5), since the ranks' float
  *   summation orders flip a few roundings; int16 stays selectable for exact comparisons.
-
+ *
  * ttq_qmatmul: n < 4 tokens run the decode kernel per token; more dequantize a tile of rows to
  * f32 (exact: w' = q d + m) and call cblas_sgemm on it, reusing each weight for all n tokens.
  * In a quantized-activation mode sgemm gets x-hat, so prefill and decode give the same logits.
