@@ -31,6 +31,8 @@ typedef struct ttq_state {
   float *att;  /* attention scores, [threads][att_stride] */
   size_t att_stride; /* floats per thread: max(max_batch, n_heads) * max_ctx */
   uint8_t *qact_buf;  /* decode: each thread's prepared activation (ttq_qact), qact_stride bytes */
+  float *dec;         /* decode: each thread's normalized input, norm row and scaled input */
+  size_t dec_stride, dec_dim; /* floats per thread; dim rounded up to 16 */
   size_t qact_stride;
   float *normw; /* a norm weight row converted to f32, [dim] */
   float *logits_local; /* tensor parallel: this rank's vocabulary slice of the logits */
