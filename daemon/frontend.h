@@ -35,6 +35,8 @@ typedef struct ttqd_frontend {
   const volatile sig_atomic_t *signals; /* incremented by the top level's SIGTERM/SIGINT handler */
   void *zctx;
   void *router, *pair, *zap, *http;
+  void *mon;                  /* the router's connection events (ZMQ_EVENT_ACCEPTED/DISCONNECTED) */
+  int clients;                /* client connections open now */
   uint8_t (*keys)[32]; /* authorized client public keys (binary) */
   int n_keys;
   uint8_t server_public[32];
