@@ -341,6 +341,61 @@ TEST_IMPL(ttq_quantized_decode_consistent) {
   return 0;
 }
 
+/* A tap that only counts: it sends ttq_forward's single tokens down the general layer
+ * (forward_chunk) instead of decode_token. */
+static void count_tap(void *u, int layer, int input, const float *X, int n, int width) {
+  (void)layer, (void)input, (void)X, (void)n, (void)width;
+  ++*(int *)u;
+}
+
+/* decode_token (one parallel region per token) against the general layer it restructures, token
+ * by token: the same logits bit for bit, full precision and quantized, on 1 and 3 threads. */
+TEST_IMPL(ttq_decode_step_matches_general_layer) {
+  char *dir = test_src_path("models/tinyqwen3-mix");
+  ttq_model *m;
+  ttq_diag d;
+  ASSERT_OK(ttq_model_load(dir, &m, &d));
+  const char *text = "The quick brown fox jumps over the lazy dog.";
+  int32_t *ids;
+  size_t n;
+  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  const int V = m->cfg.vocab;
+  float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
+  const int threads[] = {1, 3};
+  for (int q = 0; q < 2; q++)
+    for (int ti = 0; ti < 2; ti++) {
+      ttq_engine e;
+      ttq_engine_opts o = {0};
+      o.q = ttq_qcfg_default();
+      if (q == 0) o.q.method = TTQ_METHOD_FP;
+      o.max_ctx = 64;
+      o.threads = threads[ti];
+      ASSERT_OK(ttq_engine_init(&e, m, &o, &d));
+      ASSERT_OK(ttq_engine_prefill(&e, ids, (int)n, a, &d)); /* calibrate on the text */
+      ASSERT_OK(ttq_engine_decode(&e, ids[0], a, &d));        /* quantizes (deferred) */
+      ttq_state g; /* a second state on the same weights for the general layer */
+      ASSERT_OK(ttq_state_init(&g, m, 64, threads[ti], e.st.kern, &d));
+      g.qm = e.st.qm;
+      int taps = 0;
+      g.tap = count_tap;
+      g.tap_u = &taps;
+      ttq_state_reset(&e.st);
+      for (size_t t = 0; t < n; t++) {
+        ASSERT_OK(ttq_forward(&e.st, &ids[t], 1, a, false, &d));
+        ASSERT_OK(ttq_forward(&g, &ids[t], 1, b, false, &d));
+        ASSERTF(memcmp(a, b, (size_t)V * 4) == 0, "%s, %d threads: token %zu: logits differ",
+                q ? "ttq W4" : "fp", threads[ti], t);
+      }
+      ASSERTF(taps == (int)n * m->cfg.n_layers * TTQ_N_INPUTS, "the general layer ran %d taps", taps);
+      ttq_state_free(&g);
+      ttq_engine_free(&e);
+    }
+  free(a), free(b), free(ids);
+  ttq_model_free(m);
+  free(dir);
+  return 0;
+}
+
 /* ---- quantization fused into the prefill ---- */
 
 /* Quantizing inside the prefill (quant_in_prefill, for a prompt of one chunk) gives bit for
