@@ -12,15 +12,17 @@
  *       y_r = sum_b d_g(b) s_b * (sum_{i in b} q_i xq_i) + sum_g m_g * S^_g,  S^_g = sum x-hat
  *     which is W' x-hat exactly up to float rounding; its error sum_i w'_i (x_i - x-hat_i) is
  *     at most sum_i |w'_i| s_b(i) / 2 (the tests check that bound).
- * Selection (AVX-512 only): TTQ_QACT=f32 | int16 | int8; unset = int8 when the CPU has
- *   AVX512-VNNI and the group is a multiple of 32. int16 measured 2x the float kernel at 4 bits
- *   (decode is compute-bound on the float kernel) with x error 2^-16 of the block max.
- *   int8 (error 2^-8 of the block max) was measured token by token through this kernel on 3
- *   models x 7 domains x W8/W4/W3/W2: perplexity within 0.131% of int16 everywhere (mean
- *   +0.028%; the issue's bar is 0.2%), and it decodes 1.04-1.12x faster than int16 on the 738M
- *   model (docs/BENCHMARKS.md): half the vpdpbusd of the int16 split per weight. It makes
- *   perplexity differ by up to 0.17% between rank counts (int16: 1e-5), since the ranks' float
- *   summation orders flip a few roundings; int16 stays selectable for exact comparisons.
+ * Selection (AVX-512 only): TTQ_QACT=f32 | int16 | int8; unset = int8 for TTQ's matrices
+ *   (ttq_qmatrix.act_int8) and int16 for RTN's and AWQ's, when the CPU has AVX512-VNNI and the
+ *   group is a multiple of 32. int16 measured 2x the float kernel at 4 bits (decode is
+ *   compute-bound on the float kernel) with x error 2^-16 of the block max. int8 (error 2^-8 of
+ *   the block max) costs TTQ at most 0.16% perplexity against int16 (3 models x 7 domains x
+ *   W8/W4/W3/W2, token by token through this kernel; the issue's bar is 0.2%) and decodes
+ *   1.04-1.12x faster (half the vpdpbusd per weight): TTQ's input is divided by D, which
+ *   flattens the outlier channels that would set a block's int8 step. RTN's input is not: int8
+ *   cost RTN +1.5% to +9.1% on the outlier model (AWQ up to +1.7% at W2), so they keep int16
+ *   (docs/QUALITY.md). int8 makes perplexity differ by up to 0.17% between rank counts (int16:
+ *   1e-5), since the ranks' float summation orders flip a few roundings.
  *
  * ttq_qmatmul: n < 4 tokens run the decode kernel per token; more dequantize a tile of rows to
  * f32 (exact: w' = q d + m) and call cblas_sgemm on it, reusing each weight for all n tokens.
@@ -128,11 +130,12 @@ static bool scratch_init(scratch *s, void *stackbuf, int64_t cols, int G) {
   return true;
 }
 
-/* Activation mode of the AVX-512 kernels: 0 float, 1 int8, 2 int16 (TTQ_QACT=f32|int8|int16;
- * default int8). */
-static int qact_mode(void) {
+/* Activation mode of the AVX-512 kernels for q: 0 float, 1 int8, 2 int16. TTQ_QACT=f32|int8|
+ * int16 when set, else int8 for a matrix marked act_int8 (TTQ: its input is divided by D) and
+ * int16 for the others. */
+static int qact_mode(const ttq_qmatrix *q) {
   const char *e = getenv("TTQ_QACT");
-  if (!e || !*e) return 1;
+  if (!e || !*e) return q->act_int8 ? 1 : 2;
   return !strcmp(e, "f32") ? 0 : !strcmp(e, "int8") ? 1 : 2;
 }
 
@@ -846,7 +849,7 @@ enum { QACT_NONE = 0, QACT_F32, QACT_I8, QACT_I16 };
 
 static int avx512_kind(const ttq_qmatrix *q) {
   if (q->group % 32 != 0) return QACT_NONE;
-  int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode() : 0;
+  int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode(q) : 0;
   return mode == 1 ? QACT_I8 : mode == 2 ? QACT_I16 : QACT_F32;
 }
 
@@ -973,7 +976,7 @@ void ttq_qmatmul(const ttq_kernels *k, const ttq_qmatrix *q, const float *X, int
    * compute the same products */
   float *xh = NULL;
 #ifdef TTQ_X86
-  int mode = K == &qk_avx512 && q->group % 32 == 0 && __builtin_cpu_supports("avx512vnni") ? qact_mode() : 0;
+  int mode = K == &qk_avx512 && q->group % 32 == 0 && __builtin_cpu_supports("avx512vnni") ? qact_mode(q) : 0;
   if (mode && (xh = malloc((size_t)n * (size_t)cols * sizeof(float))))
     for (int t = 0; t < n; t++)
       fake_quant_x(X + (size_t)t * cols, cols, mode == 1 ? 127.0f : 32767.0f, xh + (size_t)t * cols);

@@ -151,6 +151,7 @@ int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
         ttq_qmodel_free(q);
         return rc;
       }
+      q->layers[l].w[p].act_int8 = cfg->method == TTQ_METHOD_TTQ;
     }
     if (cfg->method != TTQ_METHOD_RTN) {
       int widths[TTQ_N_INPUTS] = {m->cfg.dim, m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim,

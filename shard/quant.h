@@ -45,6 +45,9 @@ typedef struct ttq_qmatrix {
   uint8_t *codes; /* owned: rows * cols * bits / 8 bytes */
   uint16_t *d;    /* owned: rows * (cols / group) fp16 */
   uint16_t *m;    /* owned: rows * (cols / group) fp16 */
+  /* Decode may round the input to int8 per 32-block instead of int16 (qkernels.c): set for
+   * TTQ, whose input is divided by D; false after ttq_qmatrix_alloc. */
+  bool act_int8;
 } ttq_qmatrix;
 
 /* Checks bits/group/cols; 0 or TTQ_EINVAL with a message naming the setting and the value. */
