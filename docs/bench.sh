@@ -8,6 +8,8 @@
 # Needs ../shared for the vocabulary of the synthetic model.
 #   QUICK=1   only the 738M decode sweep and the time-to-first-token runs
 #   TTQD=...  another ttqd binary (e.g. an older build, for a before/after table)
+#   PEER=1    also llama.cpp in every round (docs/peer-bench.sh: a prebuilt CPU build from npm,
+#             its F16, Q8_0 and Q4_0 on the same model; lines tagged "peer")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
@@ -35,6 +37,9 @@ for r in $(seq "$ROUNDS"); do
   for b in 8 4 3 2; do
     run decode-w$b $B --prompt-tokens 128 --gen-tokens 32 --repeat 2 --bandwidth --quant ttq --bits $b
   done
+  if [ -n "${PEER:-}" ]; then
+    PEER_REPS=${PEER_REPS:-3} bash docs/peer-bench.sh "$S738" | sed 's/^/peer /' | tee -a "$OUT"
+  fi
   # time to first token, fp against ttq W4: quantized in the first decode step (the default),
   # fused into the prefill, and as a separate pass before the first token
   for p in 512 32; do

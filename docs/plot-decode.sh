@@ -29,8 +29,18 @@ dat=$(mktemp)
     echo "$bpw $tok $share $(awk -v t="$t" -v s="$share" -v k="$tok" 'BEGIN { printf "%s:%.1f(%.0f%%)", t, k, 100 * s }')"
   done
 } > "$dat"
+# llama.cpp in the same rounds (bench.sh PEER=1): its best tg tok/s per weights type; bits per
+# weight of its formats (Q8_0: 8 + 16/32, Q4_0: 4 + 16/32; its Q4_0 file keeps the head in Q6_K)
+peer=$(mktemp)
+for w in F16:16 Q8_0:8.5 Q4_0:4.5; do
+  tok=$(grep "^peer " "$OUT" | grep "\"weights\":\"${w%%:*}\"" | grep '"test":"tg' |
+    while read -r _ j; do echo "$j" | field tok_s_median; done | sort -g | tail -1)
+  [ -n "$tok" ] && echo "${w#*:} $tok ${w%%:*}:$tok" >> "$peer"
+done
+peer_plot=""
+[ -s "$peer" ] && peer_plot=", \"$peer\" using 1:2 with points pt 5 ps 1.2 lc rgb \"#d07020\" title \"llama.cpp, same rounds\", \"$peer\" using 1:2:3 with labels offset 0,-1.2 notitle"
 gnuplot <<EOF
-set terminal svg size 720,440 font "sans,12"
+set terminal svg size 720,440 font "sans,12" noenhanced
 set output "$SVG"
 set title "ttq decode, 738M shape, 2 threads: tok/s against bits per weight (read bandwidth $bw GB/s)"
 set xlabel "bits per weight of the linear layers (codes + fp16 scale and offset per group of 32)"
@@ -44,7 +54,7 @@ set offsets 0, 0, 0, 0
 plot roof(x) with lines lw 2 lc rgb "#888888" title "roofline: bandwidth / bytes read per token", \
      0.85 * roof(x) with lines lw 1 lc rgb "#e08080" title "85% of the roofline (the target)", \
      "$dat" using 1:2 with linespoints pt 7 ps 1.2 lc rgb "#1f6fb4" title "ttq (fp = F16 checkpoint)", \
-     "$dat" using 1:2:4 with labels offset 0,1.2 notitle
+     "$dat" using 1:2:4 with labels offset 0,1.2 notitle $peer_plot
 EOF
-rm -f "$dat"
+rm -f "$dat" "$peer"
 echo "wrote $SVG" >&2

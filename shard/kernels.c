@@ -206,7 +206,8 @@ AVX512_TARGET static inline __m512 load_bf16_tail(const uint16_t *p, int64_t r) 
 /* Software prefetch of the row stream PF_BYTES ahead (into the next row: rows are contiguous
  * in every caller that streams a matrix). Prefetches never fault, so running past the end is
  * harmless. The hardware prefetcher alone measured 71-74% of the read bandwidth on the output
- * head's F16 rows (docs/BENCHMARKS.md). */
+ * head's F16 rows (docs/BENCHMARKS.md). stream prefetches too: it is the roofline, so it must
+ * read as fast as any kernel can (one core: 17.0 -> 19.6-20.1 GB/s; two: 28-29.5 either way). */
 #define PF_BYTES 2048
 #define PF_LINES(p, nbytes)                                                                        \
   for (int pf_ = 0; pf_ < (nbytes); pf_ += 64) _mm_prefetch((const char *)(p) + PF_BYTES + pf_, _MM_HINT_T0)
@@ -271,6 +272,7 @@ AVX512_TARGET static uint64_t stream_avx512(const uint8_t *p, size_t n) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   size_t i = 0;
   for (; i + 256 <= n; i += 256) {
+    PF_LINES(p + i, 256);
     a0 = _mm512_xor_si512(a0, _mm512_loadu_si512(p + i));
     a1 = _mm512_xor_si512(a1, _mm512_loadu_si512(p + i + 64));
     a2 = _mm512_xor_si512(a2, _mm512_loadu_si512(p + i + 128));
