@@ -335,9 +335,16 @@ int ttqd_exec_prepare(ttqd_exec *x, ttq_diag *d) {
   return ensure_engine(x, &x->cfg->eo.q, d);
 }
 
+/* Rank 0 stopping on an error: the front end is told too (it waits for the goodbye), and the
+ * top level then aborts the job, since the other ranks may be out of step. */
+static int fail_root(ttqd_exec *x) {
+  if (x->rank == 0) zmq_send(x->out, TTQD_EXEC_BYE, strlen(TTQD_EXEC_BYE), 0);
+  return -1;
+}
+
 int ttqd_exec_run(ttqd_exec *x) {
   const ttq_config *fc = x->m->tp ? &x->m->tp->full : &x->m->cfg;
-  if (!x->logits && !(x->logits = malloc((size_t)fc->vocab * sizeof *x->logits))) return -1;
+  if (!x->logits && !(x->logits = malloc((size_t)fc->vocab * sizeof *x->logits))) return fail_root(x);
   if (x->rank > 0) {
     for (;;) {
       wire_job w;
@@ -359,7 +366,7 @@ int ttqd_exec_run(ttqd_exec *x) {
     int rc = run_job_root(x, j);
     ttqd_jobq_finish(x->q, j);
     ttqd_job_free(j);
-    if (rc) return -1;
+    if (rc) return fail_root(x);
   }
 }
 

@@ -635,14 +635,17 @@ static void flush_replies(ttqd_frontend *f) {
   const double until = ttqd_now_ms() + FLUSH_MS;
   read_monitor(f);
   while (f->clients > 0 && ttqd_now_ms() < until) {
-    zmq_pollitem_t items[2] = {{f->router, 0, ZMQ_POLLIN, 0}, {f->mon, 0, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, 2, 20) < 0 && errno != EINTR) break;
+    zmq_pollitem_t items[3] = {{f->router, 0, ZMQ_POLLIN, 0}, {f->mon, 0, ZMQ_POLLIN, 0}};
+    int n = 2;
+    if (f->zap) items[n++] = (zmq_pollitem_t){f->zap, 0, ZMQ_POLLIN, 0}; /* CURVE handshakes */
+    if (zmq_poll(items, n, 20) < 0 && errno != EINTR) break;
     for (int i = 0; i < 64 && (items[0].revents & ZMQ_POLLIN); i++) {
       int ev = 0;
       size_t evn = sizeof ev;
       handle_client(f);
       if (zmq_getsockopt(f->router, ZMQ_EVENTS, &ev, &evn) || !(ev & ZMQ_POLLIN)) break;
     }
+    if (n > 2 && items[2].revents) handle_zap(f);
     read_monitor(f);
   }
 }
@@ -717,18 +720,23 @@ int ttqd_frontend_open(ttqd_frontend *f, void *zctx, void **exec_out) {
     zmq_setsockopt(f->router, ZMQ_ZAP_DOMAIN, "ttq", 3);
   }
   memset(&kp, 0, sizeof kp);
+  /* client connections come and go on this monitor (flush_replies waits for them). It starts
+   * before the bind, so that no connection is missed; its pipe has no limit, since libzmq's I/O
+   * thread would block on a full one (and zmq_close of the router with it). */
+  int unbounded = 0;
+  if (zmq_socket_monitor(f->router, MONITOR_ENDPOINT, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) ||
+      !(f->mon = make_socket(f, ZMQ_PAIR)) ||
+      zmq_setsockopt(f->mon, ZMQ_RCVHWM, &unbounded, sizeof unbounded) ||
+      zmq_connect(f->mon, MONITOR_ENDPOINT)) {
+    fprintf(stderr, "ttqd serve: cannot monitor the client connections: %s\n", zmq_strerror(errno));
+    return -1;
+  }
   if (zmq_bind(f->router, c->listen)) {
     fprintf(stderr, "ttqd serve: cannot listen on %s: %s\n", c->listen, zmq_strerror(errno));
     return -1;
   }
   size_t eplen = sizeof f->endpoint;
   if (zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->endpoint, &eplen)) snprintf(f->endpoint, sizeof f->endpoint, "%s", c->listen);
-  /* client connections come and go on this monitor: the stop waits for them (flush_replies) */
-  if (zmq_socket_monitor(f->router, MONITOR_ENDPOINT, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) ||
-      !(f->mon = make_socket(f, ZMQ_PAIR)) || zmq_connect(f->mon, MONITOR_ENDPOINT)) {
-    fprintf(stderr, "ttqd serve: cannot monitor the client connections: %s\n", zmq_strerror(errno));
-    return -1;
-  }
   if (c->metrics_listen) {
     if (!(f->http = make_socket(f, ZMQ_STREAM))) return -1;
     zmq_setsockopt(f->http, ZMQ_STREAM_NOTIFY, &one, sizeof one);
