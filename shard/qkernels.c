@@ -914,7 +914,8 @@ size_t ttq_qact_bytes(int64_t cols) { return SCRATCH_BYTES(cols); }
 
 void ttq_qact_prepare(const ttq_kernels *k, const ttq_qmatrix *q, const float *x, void *buf,
                       ttq_qact *a) {
-  *a = (ttq_qact){.x = x, .cols = q->cols, .group = q->group, .bits = q->bits, .buf = buf};
+  *a = (ttq_qact){.x = x, .cols = q->cols, .group = q->group, .bits = q->bits, .buf = buf,
+                  .act_int8 = q->act_int8};
 #ifdef TTQ_X86
   if (pick(k) != &qk_avx512 || q->cols > STACK_COLS) return; /* kind NONE: ttq_qmatvec */
   scratch s;
@@ -934,7 +935,7 @@ void ttq_qmatvec_qact(const ttq_kernels *k, const ttq_qmatrix *q, const ttq_qact
   if (r0 >= r1) return;
 #ifdef TTQ_X86
   if (a->kind != QACT_NONE && q->cols == a->cols && q->group == a->group && q->bits == a->bits &&
-      pick(k) == &qk_avx512) {
+      q->act_int8 == a->act_int8 && pick(k) == &qk_avx512) {
     scratch s;
     float ds[STACK_COLS / 32 + 16] __attribute__((aligned(64))), dbuf[STACK_COLS / 8 + 16];
     scratch_init(&s, a->buf, q->cols, q->group); /* cols <= STACK_COLS: lays out, can't fail */

@@ -91,6 +91,7 @@ typedef struct ttq_qact {
   const float *x;
   int64_t cols;
   int group, bits, kind; /* kind: internal to qkernels.c; 0 = not prepared */
+  bool act_int8;         /* the rounding it was prepared with (ttq_qmatrix.act_int8) */
   void *buf;
 } ttq_qact;
 size_t ttq_qact_bytes(int64_t cols);

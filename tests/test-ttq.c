@@ -380,6 +380,8 @@ TEST_IMPL(ttq_decode_step_matches_general_layer) {
       g.tap = count_tap;
       g.tap_u = &taps;
       ttq_state_reset(&e.st);
+      ASSERT(!e.st.stats && !e.st.tap && !e.st.fuse); /* so single tokens take decode_token */
+      ASSERT(q == 0 ? !e.st.qm : e.st.qm != NULL);
       for (size_t t = 0; t < n; t++) {
         ASSERT_OK(ttq_forward(&e.st, &ids[t], 1, a, false, &d));
         ASSERT_OK(ttq_forward(&g, &ids[t], 1, b, false, &d));
