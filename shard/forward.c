@@ -248,6 +248,14 @@ static void linear(ttq_state *s, const ttq_tensor *W, const float *X, int n, flo
   s->fuse_ms += qtime * 1e3 / s->threads; /* wall-clock share: the threads quantize in parallel */
 }
 
+/* This thread's share [a, b) of `total` rows: contiguous and 16-row aligned (the decode kernels
+ * process rows in sets of 16). */
+static void row_share(int64_t total, int nt, int id, int64_t *a, int64_t *b) {
+  const int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
+  *a = per * id < total ? per * id : total;
+  *b = *a + per < total ? *a + per : total;
+}
+
 /* Quantized product Y = Q(W D)(X / D) [+ B (A X)] of projection p of layer l, rows split
  * over threads. X is the unscaled input, XS the input scaled by 1/D (== X when D = 1). */
 static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS, int n, float *Y) {
@@ -255,10 +263,9 @@ static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS,
   const int64_t rows = q->rows;
 #pragma omp parallel num_threads(s->threads)
   {
-    int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    int64_t per = (rows + nt - 1) / nt;
-    per = (per + 15) / 16 * 16;
-    int64_t r0 = per * id, r1 = r0 + per < rows ? r0 + per : rows;
+    int64_t r0, r1;
+    const int id = omp_get_thread_num();
+    row_share(rows, omp_get_num_threads(), id, &r0, &r1);
     if (r0 < r1) {
       if (n == 1) {
         ttq_qact a;
@@ -362,13 +369,6 @@ static void proj(ttq_state *s, int l, int p, const float *X, const float *XS, in
 }
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
-
-/* This thread's share [a, b) of `total` rows: contiguous and 16-row aligned, as qlinear's. */
-static void row_share(int64_t total, int nt, int id, int64_t *a, int64_t *b) {
-  const int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
-  *a = per * id < total ? per * id : total;
-  *b = *a + per < total ? *a + per : total;
-}
 
 /* Decoding one token, called by every thread of a parallel region: this thread's rows of the np
  * projections ps[] of layer l that share the input (X unscaled, XS scaled by 1/D for the
@@ -600,6 +600,21 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
   }
 }
 
+/* Inside decode_token's region, after every thread wrote its rows of a row-parallel projection
+ * into s->xb: x += xb (tensor parallel: summed over the ranks first), each thread its slice
+ * [d0, d1) of x; barriers before and after, so the caller reads the whole new x. */
+static void add_to_residual(ttq_state *s, int64_t d0, int64_t d1) {
+  ttq_tp *tp = s->m->tp;
+#pragma omp barrier
+  if (tp && tp->allreduce_f32) {
+#pragma omp master
+    tp_allreduce(tp, s->xb, (size_t)s->m->cfg.dim);
+#pragma omp barrier
+  }
+  for (int64_t i = d0; i < d1; i++) s->x[i] += s->xb[i];
+#pragma omp barrier
+}
+
 /* One decoding step (n == 1, no statistics, taps, fused or low-rank quantization): the layer of
  * forward_chunk with the same arithmetic in the same order, so the logits are bit-identical,
  * but in one parallel region for the whole token instead of a fork and join per step. Every
@@ -641,14 +656,7 @@ static void decode_token(ttq_state *s, int32_t token, float *logits) {
       in = scale_input(s, l, TTQ_IN_O, s->att_out, 1, (int)qd, xs);
       float *const o[1] = {s->xb};
       proj_rows(s, l, P_O, 1, s->att_out, in, o, false, id, nt);
-#pragma omp barrier
-      if (tp && tp->allreduce_f32) {
-#pragma omp master
-        tp_allreduce(tp, s->xb, (size_t)dim);
-#pragma omp barrier
-      }
-      for (int64_t i = d0; i < d1; i++) s->x[i] += s->xb[i];
-#pragma omp barrier
+      add_to_residual(s, d0, d1);
       rmsnorm(xb, s->x, &L->ffn_norm, dim, c->norm_eps, s->kern, wtmp);
       in = scale_input(s, l, TTQ_IN_MLP, xb, 1, dim, xs);
       float *const gu[2] = {s->hb, s->hb2};
@@ -657,14 +665,7 @@ static void decode_token(ttq_state *s, int32_t token, float *logits) {
       in = scale_input(s, l, TTQ_IN_DOWN, s->hb, 1, c->ffn_dim, xs);
       float *const dn[1] = {s->xb};
       proj_rows(s, l, P_D, 1, s->hb, in, dn, false, id, nt);
-#pragma omp barrier
-      if (tp && tp->allreduce_f32) {
-#pragma omp master
-        tp_allreduce(tp, s->xb, (size_t)dim);
-#pragma omp barrier
-      }
-      for (int64_t i = d0; i < d1; i++) s->x[i] += s->xb[i];
-#pragma omp barrier
+      add_to_residual(s, d0, d1);
     }
     if (logits) { /* output head: this thread's rows (tensor parallel: of this rank's slice) */
       rmsnorm(xb, s->x, &m->final_norm, dim, c->norm_eps, s->kern, wtmp);
