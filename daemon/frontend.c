@@ -603,6 +603,16 @@ static void check_drain(ttqd_frontend *f) {
   }
 }
 
+/* The router is readable: handles up to 64 client messages, while more are waiting. */
+static void serve_clients(ttqd_frontend *f) {
+  for (int i = 0; i < 64; i++) {
+    int ev = 0;
+    size_t evn = sizeof ev;
+    handle_client(f);
+    if (zmq_getsockopt(f->router, ZMQ_EVENTS, &ev, &evn) || !(ev & ZMQ_POLLIN)) break;
+  }
+}
+
 /* Counts the client connections from the router's monitor events. */
 static void read_monitor(ttqd_frontend *f) {
   for (int budget = 0; budget < 1024; budget++) {
@@ -639,12 +649,7 @@ static void flush_replies(ttqd_frontend *f) {
     int n = 2;
     if (f->zap) items[n++] = (zmq_pollitem_t){f->zap, 0, ZMQ_POLLIN, 0}; /* CURVE handshakes */
     if (zmq_poll(items, n, 20) < 0 && errno != EINTR) break;
-    for (int i = 0; i < 64 && (items[0].revents & ZMQ_POLLIN); i++) {
-      int ev = 0;
-      size_t evn = sizeof ev;
-      handle_client(f);
-      if (zmq_getsockopt(f->router, ZMQ_EVENTS, &ev, &evn) || !(ev & ZMQ_POLLIN)) break;
-    }
+    if (items[0].revents & ZMQ_POLLIN) serve_clients(f);
     if (n > 2 && items[2].revents) handle_zap(f);
     read_monitor(f);
   }
@@ -664,12 +669,7 @@ static void *frontend_main(void *arg) {
       break;
     }
     if (items[0].revents) forward_replies(f);
-    for (int i = 0; i < 64 && (items[1].revents & ZMQ_POLLIN); i++) {
-      int ev = 0;
-      size_t evn = sizeof ev;
-      handle_client(f);
-      if (zmq_getsockopt(f->router, ZMQ_EVENTS, &ev, &evn) || !(ev & ZMQ_POLLIN)) break;
-    }
+    if (items[1].revents & ZMQ_POLLIN) serve_clients(f);
     if (zap_i >= 0 && items[zap_i].revents) handle_zap(f);
     if (http_i >= 0 && items[http_i].revents) handle_http(f);
     if (items[2].revents) read_monitor(f);
