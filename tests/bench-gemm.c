@@ -21,23 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "benchutil.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "model.h"
 #include "qmodel.h"
 
 #define MAXL 64
-
-static int parse_list(const char *s, int *out, int cap) {
-  int k = 0;
-  while (*s && k < cap) {
-    out[k++] = atoi(s);
-    const char *c = strchr(s, ',');
-    if (!c) break;
-    s = c + 1;
-  }
-  return k;
-}
 
 static bool listed(const char *list, const char *name) {
   size_t n = strlen(name);
@@ -119,8 +109,8 @@ int main(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) goto usage;
     if (!strcmp(a, "--model")) model = v;
-    else if (!strcmp(a, "--n")) nn = parse_list(v, ns, 8);
-    else if (!strcmp(a, "--threads")) nth = parse_list(v, ths, 4);
+    else if (!strcmp(a, "--n")) nn = bench_parse_ints(v, ns, 8);
+    else if (!strcmp(a, "--threads")) nth = bench_parse_ints(v, ths, 4);
     else if (!strcmp(a, "--rounds")) rounds = atoi(v);
     else if (!strcmp(a, "--variants")) variants = v;
     else if (!strcmp(a, "--shapes")) shapes = v;

@@ -19,19 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "benchutil.h"
 #include "kernels.h"
 #include "quant.h"
-
-static int parse_list(const char *s, int *out, int cap) {
-  int k = 0;
-  while (*s && k < cap) {
-    out[k++] = atoi(s);
-    const char *c = strchr(s, ',');
-    if (!c) break;
-    s = c + 1;
-  }
-  return k;
-}
 
 /* Random packed codes and small positive scales: the kernel's speed does not depend on them. */
 static void fill_random(ttq_qmatrix *q, uint64_t seed) {
@@ -62,7 +52,7 @@ int main(int argc, char **argv) {
   int bits[8] = {8, 5, 4, 3, 2}, nbits = 5, rounds = 5;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoll(argv[++i]);
-    else if (!strcmp(argv[i], "--bits") && i + 1 < argc) nbits = parse_list(argv[++i], bits, 8);
+    else if (!strcmp(argv[i], "--bits") && i + 1 < argc) nbits = bench_parse_ints(argv[++i], bits, 8);
     else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: ttq-bench-qmatvec [--cols N] [--bits 8,5,4,3,2] [--rounds R]\n");
