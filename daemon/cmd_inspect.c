@@ -12,14 +12,14 @@ static const char inspect_usage[] =
     "  --json     one JSON object\n"
     "  with --quant: the memory footprint of the quantized linear layers\n" TTQD_QUANT_USAGE;
 
-/* Bytes of the quantized linear layers (codes + fp16 scales and offsets [+ low-rank]). */
+/* Bytes of the quantized linear layers (codes + fp16 scales and int8 zero points [+ low-rank]). */
 static size_t quant_bytes(const ttq_model *m, const ttq_qcfg *q) {
   size_t b = 0;
   for (int l = 0; l < m->cfg.n_layers; l++)
     for (int p = 0; p < TTQ_N_PROJ; p++) {
       const ttq_tensor *t = ttq_proj_weight(m, l, p);
       size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
-      b += rows * cols * (size_t)q->bits / 8 + rows * (cols / (size_t)q->group) * 4;
+      b += ttq_qmatrix_bytes_for((int64_t)rows, (int64_t)cols, q->bits, q->group);
       b += (size_t)q->rank * (rows + cols) * 4;
     }
   return b;

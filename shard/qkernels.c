@@ -2,7 +2,8 @@
  * token) and ttq_qmatmul (many tokens), in scalar, AVX2 and AVX-512 versions chosen by the
  * `ttq_kernels` argument (k->name).
  *
- * Two formulas for one row r (groups g, codes q, fp16 d and m, x scaled by 1/D by the caller):
+ * Two formulas for one row r (groups g, codes q, fp16 d, offsets m_g = -zero_g d_g (exact in
+ * f32) from the int8 zero points, x scaled by 1/D by the caller):
  *   float activations (the reference, every ISA):
  *       y_r = sum_g d_g * (sum_{i in g} q_i x_i) + sum_g m_g * S_g,   S_g = sum_{i in g} x_i
  *     S_g depends only on x and is computed once per call.
@@ -68,7 +69,8 @@ static float row_scalar(const ttq_qmatrix *q, int64_t r, const float *x) {
   const int64_t cols = q->cols, G = q->group, ng = cols / G;
   const size_t bb = block_bytes(q);
   const uint8_t *cr = row_codes(q, r);
-  const uint16_t *dr = q->d + r * ng, *mr = q->m + r * ng;
+  const uint16_t *dr = q->d + r * ng;
+  const int8_t *zr = q->z + r * ng;
   float acc = 0, gs = 0, sx = 0;
   uint8_t c[32];
   for (int64_t b = 0; b < cols / 32; b++) {
@@ -79,7 +81,8 @@ static float row_scalar(const ttq_qmatrix *q, int64_t r, const float *x) {
       sx += x[col];
       if ((col + 1) % G == 0) {
         int64_t g = col / G;
-        acc += ttq__f16_to_f32(dr[g]) * gs + ttq__f16_to_f32(mr[g]) * sx;
+        float d = ttq__f16_to_f32(dr[g]), m = -(float)(zr[g] + TTQ_ZBIAS(q->bits)) * d;
+        acc += d * gs + m * sx;
         gs = sx = 0;
       }
     }
@@ -91,7 +94,7 @@ static void qmatvec_scalar(const ttq_qmatrix *q, const float *x, float *y, int64
   for (int64_t r = r0; r < r1; r++) y[r] = row_scalar(q, r, x);
 }
 
-/* Dequantized row r to out (w' = q d + m), any group. */
+/* Dequantized row r to out (w' = (q - zero) d), any group. */
 static void dequant_scalar(const ttq_qmatrix *q, int64_t r, float *out) { ttq_qmatrix_dequant_row(q, r, out); }
 
 /* Scratch for the SIMD paths: on the stack for small cols, else malloc'd. */
@@ -193,13 +196,18 @@ AVX2_TARGET static void group_sums_avx2(const float *x, int64_t cols, int G, flo
   }
 }
 
-AVX2_TARGET static float mdot_avx2(const uint16_t *m, const float *S, int64_t ng) {
+/* sum_g m_g S_g, m_g = -(z_g + B) d_g, over one row's ng groups. */
+AVX2_TARGET static float mdot_avx2(const uint16_t *d, const int8_t *z, int bits, const float *S, int64_t ng) {
+  const __m256i B = _mm256_set1_epi32(TTQ_ZBIAS(bits));
   __m256 a = _mm256_setzero_ps();
   int64_t g = 0;
-  for (; g + 8 <= ng; g += 8)
-    a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(m + g))), _mm256_loadu_ps(S + g), a);
+  for (; g + 8 <= ng; g += 8) {
+    __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + g)));
+    __m256 zv = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(z + g))), B));
+    a = _mm256_fnmadd_ps(_mm256_mul_ps(zv, dv), _mm256_loadu_ps(S + g), a);
+  }
   float s = hsum8(a);
-  for (; g < ng; g++) s += ttq__f16_to_f32(m[g]) * S[g];
+  for (; g < ng; g++) s += -(float)(z[g] + TTQ_ZBIAS(bits)) * ttq__f16_to_f32(d[g]) * S[g];
   return s;
 }
 
@@ -232,7 +240,7 @@ AVX2_TARGET static ALWAYS_INLINE void rows_f32_avx2(const int bits, const ttq_qm
       if (g & 1) acc1 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), dv, acc1);
       else acc0 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), dv, acc0);
     }
-    y[r] = hsum8(_mm256_add_ps(acc0, acc1)) + mdot_avx2(q->m + r * ng, S, ng);
+    y[r] = hsum8(_mm256_add_ps(acc0, acc1)) + mdot_avx2(dr, q->z + r * ng, bits, S, ng);
   }
 }
 
@@ -262,7 +270,8 @@ AVX2_TARGET static ALWAYS_INLINE void dequant_avx2_b(const int bits, const ttq_q
   const uint8_t *cr = row_codes(q, r);
   for (int64_t b = 0; b < cols / 32; b++) {
     int64_t g = r * ng + b * 32 / G;
-    __m256 dv = _mm256_set1_ps(ttq__f16_to_f32(q->d[g])), mv = _mm256_set1_ps(ttq__f16_to_f32(q->m[g]));
+    const float d = ttq__f16_to_f32(q->d[g]);
+    __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(-(float)(q->z[g] + TTQ_ZBIAS(bits)) * d);
     __m256 qv[4];
     unpack_avx2(bits, cr + b * bb, qv);
     for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + b * 32 + 8 * k, _mm256_fmadd_ps(qv[k], dv, mv));
@@ -328,12 +337,17 @@ AVX512_TARGET static void group_sums_avx512(const float *x, int64_t cols, int G,
   }
 }
 
-/* sum_g m_g S_g over ng groups (masked tail: never reads past m or S). */
-AVX512_TARGET static inline __m512 mdot_avx512(const uint16_t *m, const float *S, int64_t ng) {
+/* sum_g m_g S_g, m_g = -(z_g + B) d_g, over one row's ng groups (masked tail: never reads past
+ * d, z or S). */
+AVX512_TARGET static inline __m512 mdot_avx512(const uint16_t *d, const int8_t *z, int bits,
+                                               const float *S, int64_t ng) {
+  const __m512i B = _mm512_set1_epi32(TTQ_ZBIAS(bits));
   __m512 a = _mm512_setzero_ps();
   for (int64_t g = 0; g < ng; g += 16) {
     __mmask16 k = ng - g >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ng - g)) - 1);
-    a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, m + g)), _mm512_maskz_loadu_ps(k, S + g), a);
+    __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, d + g));
+    __m512 zv = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, z + g)), B));
+    a = _mm512_fnmadd_ps(_mm512_mul_ps(zv, dv), _mm512_maskz_loadu_ps(k, S + g), a);
   }
   return a;
 }
@@ -368,7 +382,7 @@ AVX512_TARGET static ALWAYS_INLINE void rows_f32_avx512(const int bits, const tt
   for (int64_t r = r0; r < r1; r++) {
     const uint8_t *cr = row_codes(q, r);
     row_d_f32(q->d + r * ng, ng, dbuf);
-    __m512 acc0 = mdot_avx512(q->m + r * ng, S, ng), acc1 = _mm512_setzero_ps();
+    __m512 acc0 = mdot_avx512(q->d + r * ng, q->z + r * ng, bits, S, ng), acc1 = _mm512_setzero_ps();
     int64_t g = 0;
     for (; g + 2 <= ng; g += 2) {
       const char *pf = (const char *)cr + g * gbytes + PF_DIST;
@@ -391,10 +405,11 @@ AVX512_TARGET static ALWAYS_INLINE void dequant_avx512_b(const int bits, const t
   const uint8_t *cr = row_codes(q, r);
   for (int64_t b = 0; b < cols / 32; b++) {
     int64_t g = r * ng + b * 32 / G;
-    __m512 dv = _mm512_set1_ps(ttq__f16_to_f32(q->d[g])), mv = _mm512_set1_ps(ttq__f16_to_f32(q->m[g]));
+    const float d = ttq__f16_to_f32(q->d[g]);
+    __m512 dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(-(float)(q->z[g] + TTQ_ZBIAS(bits)) * d);
     __m512 q0, q1;
     unpack_avx512(bits, cr + b * bb, &q0, &q1);
-    /* q * d is exact (<= 8 + 11 significant bits), so the fma rounds like q * d + m */
+    /* q * d and m are exact, so the fma gives (q - zero) d, which is exact too */
     _mm512_storeu_ps(out + b * 32, _mm512_fmadd_ps(q0, dv, mv));
     _mm512_storeu_ps(out + b * 32 + 16, _mm512_fmadd_ps(q1, dv, mv));
   }
@@ -498,6 +513,15 @@ VNNI_TARGET static void quantize_x(const float *x, int64_t cols, int bits, scrat
 static inline __mmask64 mask64(int64_t n) { return n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); }
 static inline __mmask16 mask16(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
+/* kmovq k, m64: one load uop. gcc turns _load_mask64 after a vector store into an extract to a
+ * general register and a kmovq from it, 2-3 uops on the vector ports per mask, which the 3-bit
+ * unpack (4 masks per 256 codes) is bound by; the asm keeps the load. */
+static ALWAYS_INLINE __mmask64 mask_from_memory(const __mmask64 *p) {
+  __mmask64 k;
+  __asm__("kmovq %1, %0" : "=k"(k) : "m"(*p));
+  return k;
+}
+
 /* The code fields of one set (the layout quantize_x stores x in): 4 fields of 64 codes for 2/3 bits,
  * 2 for 4/5 bits. */
 VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *p, int nbk, int full,
@@ -544,12 +568,12 @@ VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *
                                       12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(w, tr), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
   __mmask64 mk[4] __attribute__((aligned(32)));
-  _mm256_store_si256((__m256i *)mk, w); /* kmovq from memory: one load uop per mask */
+  _mm256_store_si256((__m256i *)mk, w);
   const __m512i v4 = _mm512_set1_epi8(4);
 #pragma GCC unroll 4
   for (int i = 0; i < 4; i++) {
     __m512i c = i ? _mm512_srli_epi16(v, 2 * i) : v;
-    f[i] = _mm512_mask_add_epi8(_mm512_and_si512(c, m), _load_mask64(mk + i), _mm512_and_si512(c, m), v4);
+    f[i] = _mm512_mask_add_epi8(_mm512_and_si512(c, m), mask_from_memory(mk + i), _mm512_and_si512(c, m), v4);
   }
 }
 
@@ -582,18 +606,25 @@ VNNI_TARGET static ALWAYS_INLINE __m512 set_scale(const int bits, const float *d
                                _mm512_castps256_ps512(_mm256_loadu_ps(ds)));
 }
 
-/* ds[b] = d of block b's group * s->sx[b] for the nb blocks of row r (one helper for the
- * int8, int16 and split kernels). */
-VNNI_TARGET static inline void row_block_scales(const ttq_qmatrix *q, int64_t r, scratch *s, float *ds) {
+/* ds[b] = d of block b's group * s->sx[b] for the nb blocks of row r, and returns the vector
+ * whose lanes sum to the row's offset term sum_g m_g S_g (S = s->S); one helper for the int8,
+ * int16 and split kernels. At group 32 a block is a group: d is converted once for both. */
+VNNI_TARGET static ALWAYS_INLINE __m512 row_block_scales(const int bits, const ttq_qmatrix *q, int64_t r,
+                                                        scratch *s, float *ds) {
   const int64_t ng = q->cols / q->group, nb = q->cols / 32;
   const uint16_t *dr = q->d + r * ng;
+  const int8_t *zr = q->z + r * ng;
   if (q->group == 32) {
+    const __m512i B = _mm512_set1_epi32(TTQ_ZBIAS(bits));
+    __m512 off = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 16) {
       __mmask16 k = mask16(nb - b);
       __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, dr + b));
       _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
+      __m512 zv = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, zr + b)), B));
+      off = _mm512_fnmadd_ps(_mm512_mul_ps(zv, dv), _mm512_maskz_loadu_ps(k, s->S + b), off);
     }
-    return;
+    return off;
   }
   row_d_f32(dr, ng, s->dbuf);
   for (int64_t b = 0; b < nb; b += 16) {
@@ -601,11 +632,12 @@ VNNI_TARGET static inline void row_block_scales(const ttq_qmatrix *q, int64_t r,
     __m512 dv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, _mm512_maskz_loadu_epi32(k, s->gi + b), s->dbuf, 4);
     _mm512_mask_storeu_ps(ds + b, k, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, s->sx + b)));
   }
+  return mdot_avx512(dr, zr, bits, s->S, ng);
 }
 
-VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix *q, const float *S,
-                                             scratch *s, float *y, int64_t r0, int64_t r1) {
-  const int64_t cols = q->cols, G = q->group, ng = cols / G, nb = cols / 32;
+VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix *q, scratch *s,
+                                             float *y, int64_t r0, int64_t r1) {
+  const int64_t nb = q->cols / 32;
   const int bps = set_blocks(bits);
   const int64_t nfull = nb / bps, rem = nb % bps;
   const size_t sbytes = (size_t)bps * 4 * (size_t)bits;
@@ -613,8 +645,7 @@ VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix 
   for (int64_t b = nb; b < nb + 16; b++) ds[b] = 0;
   for (int64_t r = r0; r < r1; r++) {
     const uint8_t *cr = row_codes(q, r);
-    row_block_scales(q, r, s, ds);
-    __m512 acc0 = mdot_avx512(q->m + r * ng, S, ng), acc1 = _mm512_setzero_ps();
+    __m512 acc0 = row_block_scales(bits, q, r, s, ds), acc1 = _mm512_setzero_ps();
     const int8_t *xq = s->xq;
     int64_t t = 0;
     for (; t + 2 <= nfull; t += 2) {
@@ -647,11 +678,11 @@ VNNI_TARGET static void prep_i8(const ttq_qmatrix *q, const float *x, scratch *s
 VNNI_TARGET static void rows_i8_any(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0,
                                     int64_t r1) {
   switch (q->bits) {
-  case 2: rows_i8(2, q, s->S, s, y, r0, r1); break;
-  case 3: rows_i8(3, q, s->S, s, y, r0, r1); break;
-  case 4: rows_i8(4, q, s->S, s, y, r0, r1); break;
-  case 5: rows_i8(5, q, s->S, s, y, r0, r1); break;
-  case 8: rows_i8(8, q, s->S, s, y, r0, r1); break;
+  case 2: rows_i8(2, q, s, y, r0, r1); break;
+  case 3: rows_i8(3, q, s, y, r0, r1); break;
+  case 4: rows_i8(4, q, s, y, r0, r1); break;
+  case 5: rows_i8(5, q, s, y, r0, r1); break;
+  case 8: rows_i8(8, q, s, y, r0, r1); break;
   }
 }
 
@@ -696,10 +727,9 @@ VNNI_TARGET static ALWAYS_INLINE __m512i set_dot16(const uint8_t *p, const int16
   return dp16(a, _mm512_srli_epi16(v, 8), xq + 32);
 }
 
-VNNI_TARGET static void rows_i16(const ttq_qmatrix *q, const float *S, scratch *s, float *y,
-                                 int64_t r0, int64_t r1) {
+VNNI_TARGET static void rows_i16(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0, int64_t r1) {
   const int bits = 8;
-  const int64_t cols = q->cols, G = q->group, ng = cols / G, nb = cols / 32;
+  const int64_t nb = q->cols / 32;
   const int bps = set_blocks(bits);
   const int64_t nfull = nb / bps, rem = nb % bps;
   const size_t sbytes = (size_t)bps * 4 * (size_t)bits;
@@ -708,8 +738,7 @@ VNNI_TARGET static void rows_i16(const ttq_qmatrix *q, const float *S, scratch *
   for (int64_t b = nb; b < nb + 16; b++) ds[b] = 0;
   for (int64_t r = r0; r < r1; r++) {
     const uint8_t *cr = row_codes(q, r);
-    row_block_scales(q, r, s, ds);
-    __m512 acc0 = mdot_avx512(q->m + r * ng, S, ng), acc1 = _mm512_setzero_ps();
+    __m512 acc0 = row_block_scales(bits, q, r, s, ds), acc1 = _mm512_setzero_ps();
     int64_t t = 0;
     for (; t + 2 <= nfull; t += 2) {
       const char *pf = (const char *)cr + t * sbytes + PF_DIST;
@@ -786,10 +815,9 @@ VNNI_TARGET static ALWAYS_INLINE __m512i set_dot_split(const int bits, const uin
   return _mm512_add_epi32(lo, _mm512_slli_epi32(hi, 8));
 }
 
-VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const ttq_qmatrix *q, const float *S,
-                                                scratch *s, int64_t xoff, float *y, int64_t r0,
-                                                int64_t r1) {
-  const int64_t cols = q->cols, G = q->group, ng = cols / G, nb = cols / 32;
+VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const ttq_qmatrix *q, scratch *s,
+                                                int64_t xoff, float *y, int64_t r0, int64_t r1) {
+  const int64_t nb = q->cols / 32;
   const int bps = set_blocks(bits);
   const int64_t nfull = nb / bps, rem = nb % bps;
   const size_t sbytes = (size_t)bps * 4 * (size_t)bits;
@@ -799,8 +827,7 @@ VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const ttq_qmatr
   for (int64_t b = nb; b < nb + 16; b++) ds[b] = 0;
   for (int64_t r = r0; r < r1; r++) {
     const uint8_t *cr = row_codes(q, r);
-    row_block_scales(q, r, s, ds);
-    __m512 acc0 = mdot_avx512(q->m + r * ng, S, ng), acc1 = _mm512_setzero_ps();
+    __m512 acc0 = row_block_scales(bits, q, r, s, ds), acc1 = _mm512_setzero_ps();
     int64_t t = 0;
     for (; t + 2 <= nfull; t += 2) {
       const char *pf = (const char *)cr + t * sbytes + PF_DIST;
@@ -836,11 +863,11 @@ VNNI_TARGET static void rows_i16_any(const ttq_qmatrix *q, scratch *s, float *y,
                                      int64_t r1) {
   const int64_t xoff = XSPLIT_OFF(q->cols / 32);
   switch (q->bits) {
-  case 2: rows_split(2, q, s->S, s, xoff, y, r0, r1); break;
-  case 3: rows_split(3, q, s->S, s, xoff, y, r0, r1); break;
-  case 4: rows_split(4, q, s->S, s, xoff, y, r0, r1); break;
-  case 5: rows_split(5, q, s->S, s, xoff, y, r0, r1); break;
-  case 8: rows_i16(q, s->S, s, y, r0, r1); break;
+  case 2: rows_split(2, q, s, xoff, y, r0, r1); break;
+  case 3: rows_split(3, q, s, xoff, y, r0, r1); break;
+  case 4: rows_split(4, q, s, xoff, y, r0, r1); break;
+  case 5: rows_split(5, q, s, xoff, y, r0, r1); break;
+  case 8: rows_i16(q, s, y, r0, r1); break;
   }
 }
 

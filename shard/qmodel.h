@@ -101,7 +101,7 @@ typedef struct ttq_qmodel {
 int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
                     const ttq_lowrank *lr, ttq_diag *d);
 void ttq_qmodel_free(ttq_qmodel *q);
-/* Bytes of codes, scales and offsets (plus low-rank factors when used). */
+/* Bytes of codes, scales and zero points (plus low-rank factors when used). */
 size_t ttq_qmodel_bytes(const ttq_qmodel *q);
 
 /* Quantizes layer l (or all layers: ttq_qmodel_quantize) with D from the method:

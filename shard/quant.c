@@ -1,12 +1,12 @@
 /* quant.c -- the TTQ quantizer of quant.h (group-wise asymmetric round-to-nearest of W diag(D)
- * with fp16 scales and offsets), the packed storage it fills, and row dequantization.
+ * with fp16 scales and int8 zero points), the packed storage it fills, and row dequantization.
  * The products on the packed matrix live in qkernels.c.
  *
- * Exactness contract: the scalar, AVX2 and AVX-512 quantizers give bit-identical codes, d and m.
+ * Exactness contract: the scalar, AVX2 and AVX-512 quantizers give bit-identical codes, d and z.
  * Every element goes through the same IEEE float operations in the same order:
  *   w~ = w * D[c]            (one f32 product; w converted exactly from F16/BF16/Q8_0 first)
  *   lo, hi = min/max w~      (exact in any order), then lo = lo + 0 so a -0 minimum is +0 and
- *                            the signs of zero and m do not depend on the reduction order
+ *                            the sign of zero does not depend on the reduction order
  *   d  = fp16((hi - lo) / L), or fp16(|lo| / L) when hi == lo, L = 2^bits - 1 (f32 division,
  *        fp16 by round-to-nearest-even; the SIMD code uses F16C, which rounds the same way)
  *   zero = roundf(-lo / d)   (true f32 division; SIMD rounds half away from zero as
@@ -14,7 +14,10 @@
  *                            every finite float)
  *   q  = min(max(roundf(w~ / d) + zero, 0), L)   (f32 sum: exact whenever the group is not
  *                            degenerate; NaN becomes 0, so the conversion to int is always defined)
- *   m  = fp16(-zero * d)
+ *   zero outside [B - 128, B + 127] (NaN too): lo = lo < 0 ? lo : 0, hi = hi > 0 ? hi : 0,
+ *                            (NaN becomes 0, as _mm512_min_ps(lo, 0) gives), d and zero again;
+ *                            zero = B if still outside
+ *   z  = zero - B            (B = 2^(bits-1))
  * The AVX-512 row quantizer (groups a multiple of 32) reaches the same codes without dividing,
  * taking the division above only near ties (see "AVX-512 row quantizer" below).
  * Cases quant.h leaves open, decided here: when the fp16 d is 0 (range below fp16 resolution),
@@ -81,14 +84,14 @@ int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int 
   int rc = ttq_quant_check(cols, bits, group, d);
   if (rc) return rc;
   if (rows <= 0) return ttq__fail(d, TTQ_EINVAL, "matrix rows = %lld: must be positive", (long long)rows);
-  size_t cb, nd, t;
+  size_t cb, dbytes, t;
   if (!ttq__mul_ok((size_t)rows, (size_t)cols, &t) || !ttq__mul_ok(t / 8, (size_t)bits, &cb) ||
-      !ttq__mul_ok((size_t)rows, (size_t)(cols / group) * 2, &nd))
+      !ttq__mul_ok((size_t)rows, (size_t)(cols / group) * 2, &dbytes))
     return ttq__fail(d, TTQ_EINVAL, "matrix %lld x %lld: too large", (long long)rows, (long long)cols);
   q->codes = alloc64(cb);
-  q->d = alloc64(nd);
-  q->m = alloc64(nd);
-  if (!q->codes || !q->d || !q->m) {
+  q->d = alloc64(dbytes);     /* fp16 per group */
+  q->z = alloc64(dbytes / 2); /* int8 per group */
+  if (!q->codes || !q->d || !q->z) {
     ttq_qmatrix_free(q);
     return ttq__fail(d, TTQ_ENOMEM, "out of memory for a %lld x %lld %d-bit matrix", (long long)rows,
                      (long long)cols, bits);
@@ -99,38 +102,56 @@ int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int 
 
 void ttq_qmatrix_free(ttq_qmatrix *q) {
   if (!q) return;
-  free(q->codes), free(q->d), free(q->m);
+  free(q->codes), free(q->d), free(q->z);
   memset(q, 0, sizeof *q);
 }
 
+size_t ttq_qmatrix_bytes_for(int64_t rows, int64_t cols, int bits, int group) {
+  size_t codes = (size_t)rows * (size_t)cols / 8 * (size_t)bits;
+  return codes + (size_t)rows * (size_t)(cols / group) * 3; /* fp16 d + int8 z per group */
+}
+
 size_t ttq_qmatrix_bytes(const ttq_qmatrix *q) {
-  if (!q->codes) return 0;
-  size_t codes = (size_t)q->rows * (size_t)q->cols / 8 * (size_t)q->bits;
-  return codes + (size_t)q->rows * (size_t)(q->cols / q->group) * 4;
+  return q->codes ? ttq_qmatrix_bytes_for(q->rows, q->cols, q->bits, q->group) : 0;
 }
 
 /* ---- shared scalar pieces ---- */
 
-/* d (f32 value of its fp16), zero, and the stored fp16 d and m of one group. */
+/* d (f32 value of its fp16), zero, and the stored fp16 d and int8 z of one group. */
 typedef struct gparam {
   float d, zero;
-  uint16_t dh, mh;
+  uint16_t dh;
+  int8_t z;
 } gparam;
+
+/* d and zero of the range [lo, hi] (lo already +0 for -0). */
+static inline void scale_zero(float lo, float hi, float L, gparam *p) {
+  float dd = hi == lo ? fabsf(lo) / L : (hi - lo) / L;
+  p->dh = ttq__f32_to_f16(dd);
+  p->d = ttq__f16_to_f32(p->dh);
+  if (p->d == 0 && hi != lo) {
+    p->dh = ttq__f32_to_f16(fabsf(lo) / L);
+    p->d = ttq__f16_to_f32(p->dh);
+  }
+  if (p->d == 0) p->dh = 0x3c00, p->d = 1.0f;
+  p->zero = roundf(-lo / p->d);
+}
+
+static inline bool zero_fits(float zero, int bits) {
+  const float B = (float)TTQ_ZBIAS(bits);
+  return zero >= B - 128 && zero <= B + 127; /* false for NaN */
+}
 
 static inline gparam group_param(float lo, float hi, int bits) {
   const float L = (float)((1 << bits) - 1);
   gparam p;
   lo = lo + 0.0f; /* -0 -> +0 */
-  float dd = hi == lo ? fabsf(lo) / L : (hi - lo) / L;
-  p.dh = ttq__f32_to_f16(dd);
-  p.d = ttq__f16_to_f32(p.dh);
-  if (p.d == 0 && hi != lo) {
-    p.dh = ttq__f32_to_f16(fabsf(lo) / L);
-    p.d = ttq__f16_to_f32(p.dh);
+  scale_zero(lo, hi, L, &p);
+  if (!zero_fits(p.zero, bits)) {
+    scale_zero(lo < 0 ? lo : 0.0f, hi > 0 ? hi : 0.0f, L, &p);
+    if (!zero_fits(p.zero, bits)) p.zero = (float)TTQ_ZBIAS(bits);
   }
-  if (p.d == 0) p.dh = 0x3c00, p.d = 1.0f;
-  p.zero = roundf(-lo / p.d);
-  p.mh = ttq__f32_to_f16(-p.zero * p.d);
+  p.z = (int8_t)((int)p.zero - TTQ_ZBIAS(bits));
   return p;
 }
 
@@ -231,7 +252,7 @@ static void quantize_row_generic(const ttq_qmatrix *q, ttq_dtype wt, const void 
       hi = c == g * G || w > hi ? w : hi;
     }
     gparam p = group_param(lo, hi, q->bits);
-    q->d[r * ng + g] = p.dh, q->m[r * ng + g] = p.mh;
+    q->d[r * ng + g] = p.dh, q->z[r * ng + g] = p.z;
     for (int64_t c = g * G; c < (g + 1) * G; c++) {
       float w = D ? elem(wt, row, c) * D[c] : elem(wt, row, c);
       unsigned v = code_of(w, &p, L), j = (unsigned)(c % 32);
@@ -259,8 +280,8 @@ typedef struct span_ops {
   /* out[i] = W[c0 + i] * D[c0 + i] (D may be NULL), i < n; n a multiple of 32. */
   void (*load)(ttq_dtype wt, const void *row, int64_t c0, int n, const float *D, float *out);
   /* Quantizes n = k * G values (G divides 32 or 32 divides G; n a multiple of 32) into packed
-   * blocks at o, and the group scales/offsets to dh/mh. */
-  void (*span)(const float *w, int n, int G, int bits, uint8_t *o, uint16_t *dh, uint16_t *mh);
+   * blocks at o, and the group scales and zero points to dh/z. */
+  void (*span)(const float *w, int n, int G, int bits, uint8_t *o, uint16_t *dh, int8_t *z);
 } span_ops;
 
 static void load_scalar(ttq_dtype wt, const void *row, int64_t c0, int n, const float *D,
@@ -273,7 +294,7 @@ static void load_scalar(ttq_dtype wt, const void *row, int64_t c0, int n, const 
 }
 
 static void span_scalar(const float *w, int n, int G, int bits, uint8_t *o, uint16_t *dh,
-                        uint16_t *mh) {
+                        int8_t *z) {
   const float L = (float)((1 << bits) - 1);
   uint8_t c[SPAN_MAX];
   for (int g = 0; g * G < n; g++) {
@@ -281,7 +302,7 @@ static void span_scalar(const float *w, int n, int G, int bits, uint8_t *o, uint
     float lo = x[0], hi = x[0];
     for (int i = 1; i < G; i++) lo = x[i] < lo ? x[i] : lo, hi = x[i] > hi ? x[i] : hi;
     gparam p = group_param(lo, hi, bits);
-    dh[g] = p.dh, mh[g] = p.mh;
+    dh[g] = p.dh, z[g] = p.z;
     for (int i = 0; i < G; i++) c[g * G + i] = code_of(x[i], &p, L);
   }
   for (int b = 0; b < n / 32; b++) pack_block_scalar(bits, c + 32 * b, o + b * 4 * bits);
@@ -390,7 +411,7 @@ AVX2_TARGET static inline void codes8(const float *x, __m256 d, __m256 z, __m256
 }
 
 AVX2_TARGET static void span_avx2(const float *w, int n, int G, int bits, uint8_t *o, uint16_t *dh,
-                                  uint16_t *mh) {
+                                  int8_t *zp) {
   const __m256 L = _mm256_set1_ps((float)((1 << bits) - 1));
   uint8_t c[SPAN_MAX];
   for (int g = 0; g * G < n; g++) {
@@ -401,7 +422,7 @@ AVX2_TARGET static void span_avx2(const float *w, int n, int G, int bits, uint8_
       lo = _mm256_min_ps(lo, v), hi = _mm256_max_ps(hi, v);
     }
     gparam p = group_param(hmin8(lo), hmax8(hi), bits);
-    dh[g] = p.dh, mh[g] = p.mh;
+    dh[g] = p.dh, zp[g] = p.z;
     __m256 d = _mm256_set1_ps(p.d), z = _mm256_set1_ps(p.zero);
     for (int i = 0; i < G; i += 8) codes8(x + i, d, z, L, c + g * G + i);
   }
@@ -466,12 +487,12 @@ AVX512_TARGET static inline __m128i codes16(__m512 x, __m512 d, __m512 z, __m512
   return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t));
 }
 
-/* Group parameters of 16 groups at once, lane-wise the same operations as group_param. */
-AVX512_TARGET static inline void group_param16(__m512 lo, __m512 hi, int bits, __m512 *d,
-                                               __m512 *zero, uint16_t *dh, uint16_t *mh) {
-  const __m512 L = _mm512_set1_ps((float)((1 << bits) - 1)), z0 = _mm512_setzero_ps();
+/* d (f32 and fp16) and zero of 16 ranges at once, lane-wise the same operations as scale_zero
+ * (lo already +0 for -0). */
+AVX512_TARGET static inline void scale_zero16(__m512 lo, __m512 hi, __m512 L, __m512 *d, __m256i *dh,
+                                              __m512 *zero) {
+  const __m512 z0 = _mm512_setzero_ps();
   const __m512i absm = _mm512_set1_epi32(0x7fffffff);
-  lo = _mm512_add_ps(lo, z0);
   __m512 alo = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(lo), absm));
   __mmask16 eq = _mm512_cmp_ps_mask(hi, lo, _CMP_EQ_OQ);
   __m512 dd = _mm512_mask_blend_ps(eq, _mm512_div_ps(_mm512_sub_ps(hi, lo), L), _mm512_div_ps(alo, L));
@@ -489,18 +510,43 @@ AVX512_TARGET static inline void group_param16(__m512 lo, __m512 hi, int bits, _
     df = _mm512_mask_blend_ps(z, df, _mm512_set1_ps(1.0f));
   }
   /* unary minus is a sign flip (not 0 - v: that differs for zeros) */
-  const __m512i sgn = _mm512_set1_epi32(INT32_MIN);
-  __m512 nlo = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(lo), sgn));
-  __m512 zr = round_away16(_mm512_div_ps(nlo, df));
-  __m512 nz = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(zr), sgn));
-  __m256i mhv = _mm512_cvtps_ph(_mm512_mul_ps(nz, df), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 nlo = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(lo), _mm512_set1_epi32(INT32_MIN)));
+  *d = df, *dh = h, *zero = round_away16(_mm512_div_ps(nlo, df));
+}
+
+/* Lanes whose zero is outside [B - 128, B + 127] (NaN too), as zero_fits. */
+AVX512_TARGET static inline __mmask16 zero_out16(__m512 zero, int bits) {
+  const float B = (float)TTQ_ZBIAS(bits);
+  return _mm512_cmp_ps_mask(zero, _mm512_set1_ps(B - 128), _CMP_NGE_UQ) |
+         _mm512_cmp_ps_mask(zero, _mm512_set1_ps(B + 127), _CMP_NLE_UQ);
+}
+
+/* Group parameters of 16 groups at once, lane-wise the same operations as group_param. */
+AVX512_TARGET static inline void group_param16(__m512 lo, __m512 hi, int bits, __m512 *d,
+                                               __m512 *zero, uint16_t *dh, int8_t *zp) {
+  const __m512 L = _mm512_set1_ps((float)((1 << bits) - 1)), z0 = _mm512_setzero_ps();
+  lo = _mm512_add_ps(lo, z0);
+  __m512 df, zr;
+  __m256i h;
+  scale_zero16(lo, hi, L, &df, &h, &zr);
+  __mmask16 out = zero_out16(zr, bits);
+  if (out) { /* widen to contain 0; _mm512_min_ps(lo, 0) is lo < 0 ? lo : 0 (NaN -> 0) */
+    __m512 df2, zr2;
+    __m256i h2;
+    scale_zero16(_mm512_min_ps(lo, z0), _mm512_max_ps(hi, z0), L, &df2, &h2, &zr2);
+    df = _mm512_mask_blend_ps(out, df, df2), zr = _mm512_mask_blend_ps(out, zr, zr2);
+    h = _mm256_mask_blend_epi16(out, h, h2);
+    zr = _mm512_mask_blend_ps(zero_out16(zr, bits), zr, _mm512_set1_ps((float)TTQ_ZBIAS(bits)));
+  }
+  __m512i zi = _mm512_sub_epi32(_mm512_cvt_roundps_epi32(zr, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                _mm512_set1_epi32(TTQ_ZBIAS(bits)));
   _mm256_storeu_si256((__m256i *)dh, h);
-  _mm256_storeu_si256((__m256i *)mh, mhv);
+  _mm_storeu_si128((__m128i *)zp, _mm512_cvtepi32_epi8(zi));
   *d = df, *zero = zr;
 }
 
 AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, uint8_t *o,
-                                      uint16_t *dh, uint16_t *mh) {
+                                      uint16_t *dh, int8_t *zp) {
   const __m512 L = _mm512_set1_ps((float)((1 << bits) - 1));
   uint8_t c[SPAN_MAX];
   const int ng = n / G;
@@ -519,11 +565,12 @@ AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, ui
         hi[g] = _mm512_reduce_max_ps(_mm512_max_ps(a, b));
       }
       __m512 d, z;
-      uint16_t dh16[16], mh16[16];
+      uint16_t dh16[16];
+      int8_t z16[16];
       float df[16], zf[16];
-      group_param16(_mm512_loadu_ps(lo), _mm512_loadu_ps(hi), bits, &d, &z, dh16, mh16);
+      group_param16(_mm512_loadu_ps(lo), _mm512_loadu_ps(hi), bits, &d, &z, dh16, z16);
       memcpy(dh + g0, dh16, (size_t)k * 2);
-      memcpy(mh + g0, mh16, (size_t)k * 2);
+      memcpy(zp + g0, z16, (size_t)k);
       _mm512_storeu_ps(df, d);
       _mm512_storeu_ps(zf, z);
       for (int g = 0; g < k; g++) {
@@ -542,7 +589,7 @@ AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, ui
         lo = _mm512_min_ps(lo, v), hi = _mm512_max_ps(hi, v);
       }
       gparam p = group_param(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), bits);
-      dh[g] = p.dh, mh[g] = p.mh;
+      dh[g] = p.dh, zp[g] = p.z;
       __m512 d = _mm512_set1_ps(p.d), z = _mm512_set1_ps(p.zero);
       for (int i = 0; i < G; i += 16)
         _mm_storeu_si128((__m128i *)(c + g * G + i), codes16(_mm512_loadu_ps(x + i), d, z, L));
@@ -553,7 +600,7 @@ AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, ui
       __m512 v = _mm512_loadu_ps(x);
       __m256 a = _mm512_castps512_ps256(v), b = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
       gparam p0 = group_param(hmin8(a), hmax8(a), bits), p1 = group_param(hmin8(b), hmax8(b), bits);
-      dh[g] = p0.dh, mh[g] = p0.mh, dh[g + 1] = p1.dh, mh[g + 1] = p1.mh;
+      dh[g] = p0.dh, zp[g] = p0.z, dh[g + 1] = p1.dh, zp[g + 1] = p1.z;
       __m512 d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(p0.d), _mm512_set1_ps(p1.d));
       __m512 z = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(p0.zero), _mm512_set1_ps(p1.zero));
       _mm_storeu_si128((__m128i *)(c + g * 8), codes16(v, d, z, L));
@@ -667,7 +714,8 @@ quant_row_avx512_t(const int bits, const ttq_dtype wt, const ttq_qmatrix *q, con
   const int64_t cols = q->cols, ng = cols / G;
   const size_t bb = 4 * (size_t)bits;
   uint8_t *codes = q->codes + (size_t)r * (size_t)(cols / 32) * bb;
-  uint16_t *dh = q->d + r * ng, *mh = q->m + r * ng;
+  uint16_t *dh = q->d + r * ng;
+  int8_t *zp = q->z + r * ng;
   const float Lv = (float)((1 << bits) - 1);
   const __m512 Lf = _mm512_set1_ps(Lv);
   const __m512i Li = _mm512_set1_epi32((1 << bits) - 1);
@@ -692,10 +740,11 @@ quant_row_avx512_t(const int bits, const ttq_dtype wt, const ttq_qmatrix *q, con
     }
     for (int g = k; g < 16; g++) mn[g] = mx[g] = _mm512_set1_ps(1.0f);
     __m512 d, z;
-    uint16_t dh16[16], mh16[16];
-    group_param16(tree16(mn, 0), tree16(mx, 1), bits, &d, &z, dh16, mh16);
+    uint16_t dh16[16];
+    int8_t z16[16];
+    group_param16(tree16(mn, 0), tree16(mx, 1), bits, &d, &z, dh16, z16);
     memcpy(dh + g0, dh16, (size_t)k * 2);
-    memcpy(mh + g0, mh16, (size_t)k * 2);
+    memcpy(zp + g0, z16, (size_t)k);
     float df[16], rf[16], zf[16];
     int32_t zi[16];
     _mm512_storeu_ps(df, d);
@@ -778,7 +827,7 @@ static void quantize_row(const span_ops *ops, ttq_qmatrix *q, ttq_dtype wt, cons
     int n = (int)(cols - c0 < step ? cols - c0 : step);
     ops->load(wt, row, c0, n, D, buf);
     ops->span(buf, n, G, bits, codes + c0 / 32 * 4 * bits, q->d + r * ng + c0 / G,
-              q->m + r * ng + c0 / G);
+              q->z + r * ng + c0 / G);
   }
 }
 
@@ -807,7 +856,7 @@ void ttq_qmatrix_dequant_row(const ttq_qmatrix *q, int64_t r, float *out) {
     ttq__unpack_block(q->bits, codes + b * bb, c);
     for (int j = 0; j < 32; j++) {
       int64_t col = b * 32 + j, g = r * ng + col / G;
-      out[col] = (float)c[j] * ttq__f16_to_f32(q->d[g]) + ttq__f16_to_f32(q->m[g]);
+      out[col] = (float)((int)c[j] - q->z[g] - TTQ_ZBIAS(q->bits)) * ttq__f16_to_f32(q->d[g]);
     }
   }
 }

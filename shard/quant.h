@@ -7,16 +7,22 @@
  *     lo = min W~, hi = max W~,
  *     d  = fp16((hi - lo) / (2^bits - 1)); when hi == lo: d = fp16(|lo| / (2^bits - 1)), or 1
  *          when lo == 0 too (a constant group is then reproduced exactly up to fp16 rounding);
- *     zero = round(-lo / d)                     (round half away from zero, as C roundf),
+ *     zero = round(-lo / d)                     (round half away from zero, as C roundf);
+ *       when zero is outside [B - 128, B + 127], B = 2^(bits-1) (it fits the stored int8 below;
+ *       only a group whose values all have one sign and lie far from 0 misses), lo and hi are
+ *       first widened to min(lo, 0) and max(hi, 0) (the range then contains 0, so zero lies in
+ *       [0, 2^bits - 1]) and d and zero recomputed; zero = B if it is still out (NaN, infinity),
  *     q = clamp(round(w~ / d) + zero, 0, 2^bits - 1),
- *     m  = fp16(-zero * d).
- *   Here d is used at its fp16-rounded value in every later step. Dequantized: w~' = q d + m.
+ *     z  = zero - B, stored as int8.
+ *   Here d is used at its fp16-rounded value in every later step. Dequantized:
+ *   w~' = (q - zero) d, exact in f32 (|q - zero| < 2^9, d has 11 significant bits).
  *   The product uses y = W~' (x / D): the caller scales x by 1/D once per shared input.
  *
- * Why fp16 scales and offsets: decode streams every byte of the matrix once per token, so the
- * per-group overhead is bandwidth; fp16 `d` and `m` cost 4 bytes per group (0.125 bit per
- * weight at group 32) against 8 for fp32, and their relative rounding error (2^-11) is far below
- * the quantization step (2^-bits).
+ * Why fp16 scales and int8 zero points: decode streams every byte of the matrix once per token,
+ * so the per-group overhead is bandwidth. An fp16 d and an int8 zero cost 3 bytes per group,
+ * 0.75 bit per weight at group 32 (an fp16 offset instead of the zero: 1 bit; fp32 d and
+ * offset: 2 bits). d's relative rounding error (2^-11) is far below the quantization step
+ * (2^-bits), and the integer zero point is exact, as docs/TTQ.md defines it.
  *
  * Packed codes, row-major; each row is cols/32 blocks of 32 codes; a block takes 4*bits bytes:
  *   bits 8: byte j = code j.
@@ -26,7 +32,7 @@
  *           bit j is bit 2 of code j (4 bytes): 12 bytes.
  *   bits 5: the 4-bit layout of (code & 15) in 16 bytes, then a 32-bit little-endian word whose
  *           bit j is bit 4 of code j: 20 bytes.
- * Scales `d` and offsets `m`: fp16, [rows][cols/group] each.
+ * Scales `d`: fp16, and zero points `z`: int8, [rows][cols/group] each.
  *
  * Requirements (checked, TTQ_EINVAL with the reason): bits in {2,3,4,5,8}; 8 <= group <= 1024;
  * group divides cols; cols is a multiple of 32.
@@ -44,11 +50,14 @@ typedef struct ttq_qmatrix {
   int bits, group;
   uint8_t *codes; /* owned: rows * cols * bits / 8 bytes */
   uint16_t *d;    /* owned: rows * (cols / group) fp16 */
-  uint16_t *m;    /* owned: rows * (cols / group) fp16 */
+  int8_t *z;      /* owned: rows * (cols / group) zero points minus TTQ_ZBIAS(bits) */
   /* Decode may round the input to int8 per 32-block instead of int16 (qkernels.c): set for
    * TTQ, whose input is divided by D; false after ttq_qmatrix_alloc. */
   bool act_int8;
 } ttq_qmatrix;
+
+/* The bias of the stored zero points: zero = z + TTQ_ZBIAS(bits). */
+#define TTQ_ZBIAS(bits) (1 << ((bits) - 1))
 
 /* Checks bits/group/cols; 0 or TTQ_EINVAL with a message naming the setting and the value. */
 int ttq_quant_check(int64_t cols, int bits, int group, ttq_diag *d);
@@ -56,8 +65,10 @@ int ttq_quant_check(int64_t cols, int bits, int group, ttq_diag *d);
 /* Allocates storage for a rows x cols matrix. Free with ttq_qmatrix_free. */
 int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int group, ttq_diag *d);
 void ttq_qmatrix_free(ttq_qmatrix *q);
-/* Bytes of codes + scales + offsets. */
+/* Bytes of codes + scales + zero points (0 for an unallocated matrix). */
 size_t ttq_qmatrix_bytes(const ttq_qmatrix *q);
+/* The same for a rows x cols matrix of `bits` and `group` (valid per ttq_quant_check). */
+size_t ttq_qmatrix_bytes_for(int64_t rows, int64_t cols, int bits, int group);
 
 /* Quantizes rows [r0, r1) of W (dtype wt, row-major rows x cols, row stride = cols elements)
  * with scale D (cols floats, or NULL for D = 1) into q (allocated with the same shape).

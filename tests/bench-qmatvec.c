@@ -31,7 +31,7 @@ static void fill_random(ttq_qmatrix *q, uint64_t seed) {
     seed = seed * 6364136223846793005ull + 1442695040888963407ull;
     q->codes[i] = (uint8_t)(seed >> 56);
   }
-  for (size_t i = 0; i < nd; i++) q->d[i] = 0x2000, q->m[i] = 0xa000; /* fp16 2^-7, -2^-7 */
+  for (size_t i = 0; i < nd; i++) q->d[i] = 0x2000, q->z[i] = 1; /* fp16 2^-7, zero B + 1 */
 }
 
 /* Best seconds per product over `rounds`, each round `reps` products of rows [0, rows). */

@@ -4,8 +4,9 @@
  * double-precision product of the dequantized matrix; error bounds; refused settings.
  *
  * The naive quantizer follows quant.h plus the cases quant.c decides (see its header): the
- * minimum is normalized with lo + 0 (so -0 is +0), and an fp16 d of 0 falls back to the
- * constant-group rule, then to 1. */
+ * minimum is normalized with lo + 0 (so -0 is +0), an fp16 d of 0 falls back to the
+ * constant-group rule, then to 1, and a zero point outside the int8 range widens the range to
+ * include 0 (it then fits; B if it still does not, for NaN). */
 #include <stdint.h>
 
 #include "kernels.h"
@@ -37,7 +38,8 @@ static float elem_naive(ttq_dtype t, const void *row, int64_t c) {
 typedef struct naive_q {
   uint8_t *q;     /* rows x cols codes, unpacked */
   uint8_t *packed;
-  uint16_t *d, *m;
+  uint16_t *d;
+  int8_t *z;
 } naive_q;
 
 /* The quantizer of quant.h, element by element. */
@@ -49,7 +51,7 @@ static void naive_quantize(ttq_dtype t, const void *W, const float *D, int64_t r
   o->q = malloc((size_t)(rows * cols));
   o->packed = calloc((size_t)(rows * cols / 32) * bb, 1);
   o->d = malloc((size_t)(rows * ng) * 2);
-  o->m = malloc((size_t)(rows * ng) * 2);
+  o->z = malloc((size_t)(rows * ng));
   for (int64_t r = 0; r < rows; r++) {
     const void *row = (const uint8_t *)W + r * rb;
     for (int64_t g = 0; g < ng; g++) {
@@ -64,17 +66,28 @@ static void naive_quantize(ttq_dtype t, const void *W, const float *D, int64_t r
         if (wt[i] > hi) hi = wt[i];
       }
       lo = lo + 0.0f;
-      float dd = hi == lo ? fabsf(lo) / L : (hi - lo) / L;
-      uint16_t dh = ttq__f32_to_f16(dd);
-      float d = ttq__f16_to_f32(dh);
-      if (d == 0 && hi != lo) {
-        dh = ttq__f32_to_f16(fabsf(lo) / L);
+      const int B = 1 << (bits - 1);
+      uint16_t dh = 0;
+      float d = 0, zero = 0;
+      for (int pass = 0; pass < 2; pass++) { /* the second with the range widened to 0 */
+        if (pass == 1) {
+          lo = lo < 0 ? lo : 0;
+          hi = hi > 0 ? hi : 0;
+        }
+        float dd = hi == lo ? fabsf(lo) / L : (hi - lo) / L;
+        dh = ttq__f32_to_f16(dd);
         d = ttq__f16_to_f32(dh);
+        if (d == 0 && hi != lo) {
+          dh = ttq__f32_to_f16(fabsf(lo) / L);
+          d = ttq__f16_to_f32(dh);
+        }
+        if (d == 0) dh = 0x3c00, d = 1;
+        zero = roundf(-lo / d);
+        if (zero >= B - 128 && zero <= B + 127) break;
+        if (pass == 1) zero = (float)B;
       }
-      if (d == 0) dh = 0x3c00, d = 1;
-      float zero = roundf(-lo / d);
       o->d[r * ng + g] = dh;
-      o->m[r * ng + g] = ttq__f32_to_f16(-zero * d);
+      o->z[r * ng + g] = (int8_t)((int)zero - B);
       for (int i = 0; i < G; i++) {
         float v = roundf(wt[i] / d) + zero;
         if (!(v > 0)) v = 0;
@@ -94,7 +107,7 @@ static void naive_quantize(ttq_dtype t, const void *W, const float *D, int64_t r
   }
 }
 
-static void naive_free(naive_q *o) { free(o->q), free(o->packed), free(o->d), free(o->m); }
+static void naive_free(naive_q *o) { free(o->q), free(o->packed), free(o->d), free(o->z); }
 
 /* Fills a rows x cols f32 matrix with group-wise edge cases (kind chosen per group of `G`);
  * `bits` tunes the tie groups so that d is exactly 0.25 there. */
@@ -170,16 +183,16 @@ static int compare_quant(const char *what, ttq_dtype t, const void *W, const flo
   naive_quantize(t, W, D, rows, cols, bits, G, &n);
   const int64_t ng = cols / G;
   for (int64_t i = 0; i < rows * ng; i++) {
-    ASSERTF(q.d[i] == n.d[i] && q.m[i] == n.m[i],
-            "%s %s bits=%d group=%d D=%s row %lld group %lld: d %04x/%04x m %04x/%04x", what,
+    ASSERTF(q.d[i] == n.d[i] && q.z[i] == n.z[i],
+            "%s %s bits=%d group=%d D=%s row %lld group %lld: d %04x/%04x z %d/%d", what,
             ttq_dtype_name(t), bits, G, D ? "yes" : "no", (long long)(i / ng), (long long)(i % ng),
-            q.d[i], n.d[i], q.m[i], n.m[i]);
+            q.d[i], n.d[i], q.z[i], n.z[i]);
   }
   size_t cb = (size_t)(rows * cols / 32) * 4 * (size_t)bits;
   for (size_t i = 0; i < cb; i++)
     ASSERTF(q.codes[i] == n.packed[i], "%s %s bits=%d group=%d D=%s: code byte %zu: %02x != %02x",
             what, ttq_dtype_name(t), bits, G, D ? "yes" : "no", i, q.codes[i], n.packed[i]);
-  ASSERT(ttq_qmatrix_bytes(&q) == cb + (size_t)(rows * ng) * 4);
+  ASSERT(ttq_qmatrix_bytes(&q) == cb + (size_t)(rows * ng) * 3);
   naive_free(&n);
   ttq_qmatrix_free(&q);
   return 0;
@@ -276,7 +289,8 @@ TEST_IMPL(quant_pack_layout) {
         ttq_qmatrix_dequant_row(&q, r, out);
         for (int64_t c = 0; c < cols; c++) {
           int64_t g = r * (cols / G) + c / G;
-          float e = (float)n.q[r * cols + c] * ttq__f16_to_f32(n.d[g]) + ttq__f16_to_f32(n.m[g]);
+          /* (q - zero) d in double: exact, so the f32 result must equal it */
+          double e = ((double)n.q[r * cols + c] - (n.z[g] + (1 << (bits - 1)))) * ttq__f16_to_f32(n.d[g]);
           ASSERTF(out[c] == e, "bits=%d group=%d r=%lld c=%lld: %g != %g", bits, G, (long long)r,
                   (long long)c, out[c], e);
         }
@@ -300,7 +314,8 @@ static int check_row(const float *wd, const ttq_qmatrix *q, int64_t r, const flo
   double ref = 0, mag = 0, ib = 0;
   for (int64_t c = 0; c < cols; c++) {
     ref += (double)wd[c] * x[c];
-    float mg = ttq__f16_to_f32(q->m[r * ng + c / q->group]);
+    int64_t g = r * ng + c / q->group;
+    float mg = -(float)(q->z[g] + (1 << (q->bits - 1))) * ttq__f16_to_f32(q->d[g]);
     mag += (fabs((double)wd[c]) + fabs((double)mg)) * fabs((double)x[c]);
     if (Q > 0) {
       float amax = 0;
@@ -424,10 +439,9 @@ TEST_IMPL(quant_error_bounds) {
         for (int64_t c = 0; c < cols; c++) {
           int64_t g = r * (cols / G) + c / G;
           double wt = (double)(W[r * cols + c] * D[c]), d = ttq__f16_to_f32(q.d[g]);
-          double m = ttq__f16_to_f32(q.m[g]);
           /* d/2, plus the top code's possible clamp (d is fp16-rounded: the range can be
-           * L (1 + 2^-11) steps) and m's fp16 rounding */
-          double eb = d * (0.5 + L / 2048.0) + fabs(m) / 2048.0 + 1e-7 * fabs(wt);
+           * L (1 + 2^-11) steps) */
+          double eb = d * (0.5 + L / 2048.0) + 1e-7 * fabs(wt);
           ASSERTF(fabs(wd[c] - wt) <= eb, "bits=%d group=%d r=%lld c=%lld: |%g - %g| > %g", bits, G,
                   (long long)r, (long long)c, wd[c], wt, eb);
           y += wt * x[c], yq += (double)wd[c] * x[c], bound += eb * fabs(x[c]);
@@ -470,7 +484,7 @@ TEST_IMPL(quant_check_refuses) {
   ASSERT(ttq_qmatrix_alloc(&q, 4, 256, 6, 32, &d) == TTQ_EINVAL && strstr(d.msg, "bits"));
   ASSERT(q.codes == NULL);
   ASSERT_OK(ttq_qmatrix_alloc(&q, 3, 256, 3, 32, NULL));
-  ASSERT(((uintptr_t)q.codes % 64) == 0 && ((uintptr_t)q.d % 64) == 0 && ((uintptr_t)q.m % 64) == 0);
+  ASSERT(((uintptr_t)q.codes % 64) == 0 && ((uintptr_t)q.d % 64) == 0 && ((uintptr_t)q.z % 64) == 0);
   ttq_qmatrix_free(&q);
   ttq_qmatrix_free(&q); /* idempotent */
   return 0;

@@ -79,7 +79,7 @@ static int shard_check(const char *dir, int P, int bits, int group) {
           ASSERTF(!memcmp(S->codes + i * srow, W->codes + (r0 + i) * wrow + (size_t)c0 * bits / 8, srow),
                   "rank %d/%d layer %d proj %d row %lld: codes differ", r, P, l, p, (long long)i);
           ASSERT(!memcmp(S->d + i * sg, W->d + (r0 + i) * wg + c0 / group, (size_t)sg * 2));
-          ASSERT(!memcmp(S->m + i * sg, W->m + (r0 + i) * wg + c0 / group, (size_t)sg * 2));
+          ASSERT(!memcmp(S->z + i * sg, W->z + (r0 + i) * wg + c0 / group, (size_t)sg));
         }
       }
     ttq_qmodel_free(&part);

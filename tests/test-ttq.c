@@ -439,7 +439,7 @@ static int fused_equals_separate(const char *path, ttq_dtype want) {
           size_t cb = (size_t)qa->rows * (size_t)qa->cols / 8 * (size_t)qa->bits;
           size_t nd = (size_t)qa->rows * (size_t)(qa->cols / qa->group) * 2;
           ASSERTF(!memcmp(qa->codes, qb->codes, cb) && !memcmp(qa->d, qb->d, nd) &&
-                      !memcmp(qa->m, qb->m, nd),
+                      !memcmp(qa->z, qb->z, nd / 2),
                   "W%d %d tokens: layer %d projection %d differs", bits[b], np, l, p);
         }
         for (int i = 0; i < TTQ_N_INPUTS; i++) {
