@@ -25,6 +25,10 @@
  *   (docs/QUALITY.md). int8 makes perplexity differ by up to 0.17% between rank counts (int16:
  *   1e-5), since the ranks' float summation orders flip a few roundings.
  *
+ * Bit fields: the 2-5-bit codes are unpacked as bytes, field by field; with GFNI (and not
+ *   TTQ_GFNI=0) one vgf2p8affineqb takes a field where the generic path shifts and masks: the
+ *   same integers, so the same results bit for bit.
+ *
  * ttq_qmatmul: n < 4 tokens run the decode kernel per token; more dequantize a tile of rows to
  * f32 (exact: w' = q d + m) and call cblas_sgemm on it, reusing each weight for all n tokens.
  * In a quantized-activation mode sgemm gets x-hat, so prefill and decode give the same logits.
@@ -522,16 +526,34 @@ static ALWAYS_INLINE __mmask64 mask_from_memory(const __mmask64 *p) {
   return k;
 }
 
+/* GFNI: bits [s, s + w) of every byte of v moved to bits [0, w), the others 0, by one affine
+ * transform over GF(2) (vgf2p8affineqb; row 7 - i of the matrix picks input bit s + i), where
+ * the generic path shifts and masks. Called only from GFNI_TARGET functions (a caller without
+ * GFNI keeps it out of line and never reaches it). */
+#define GFNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx2,fma,f16c")))
+GFNI_TARGET static inline __m512i byte_bits_gfni(__m512i v, int s, int w) {
+  uint64_t A = 0;
+  for (int i = 0; i < w; i++) A |= (uint64_t)(1u << (s + i)) << (8 * (7 - i));
+  return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64((long long)A), 0);
+}
+
+/* Bits [s, s + w) of every byte of v at bits [0, w): mask (m = 2^w - 1 per byte) and shift, or
+ * one GFNI instruction (gf). */
+VNNI_TARGET static ALWAYS_INLINE __m512i byte_bits(const int gf, __m512i v, int s, int w, __m512i m) {
+  if (gf && s) return byte_bits_gfni(v, s, w);
+  return _mm512_and_si512(s ? _mm512_srli_epi16(v, s) : v, m);
+}
+
 /* The code fields of one set (the layout quantize_x stores x in): 4 fields of 64 codes for 2/3 bits,
- * 2 for 4/5 bits. */
-VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *p, int nbk, int full,
-                                                 __m512i f[4]) {
+ * 2 for 4/5 bits. gf: take the bit fields with GFNI. */
+VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const int gf, const uint8_t *p, int nbk,
+                                                 int full, __m512i f[4]) {
   if (bits == 4 || bits == 5) {
     const __m512i m = _mm512_set1_epi8(15);
     __m512i v;
     if (bits == 4) {
       v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(16 * nbk), p);
-      f[0] = _mm512_and_si512(v, m), f[1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+      f[0] = byte_bits(gf, v, 0, 4, m), f[1] = byte_bits(gf, v, 4, 4, m);
       return;
     }
     int nd = 5 * nbk;
@@ -543,7 +565,7 @@ VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *
     __mmask64 mlo = _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(w));
     __mmask64 mhi = _cvtu64_mask64((uint64_t)_mm_extract_epi64(w, 1));
     const __m512i v16 = _mm512_set1_epi8(16);
-    __m512i lo = _mm512_and_si512(v, m), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+    __m512i lo = byte_bits(gf, v, 0, 4, m), hi = byte_bits(gf, v, 4, 4, m);
     f[0] = _mm512_mask_add_epi8(lo, mlo, lo, v16);
     f[1] = _mm512_mask_add_epi8(hi, mhi, hi, v16);
     return;
@@ -551,10 +573,8 @@ VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *
   const __m512i m = _mm512_set1_epi8(3);
   if (bits == 2) {
     __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(8 * nbk), p);
-    f[0] = _mm512_and_si512(v, m);
-    f[1] = _mm512_and_si512(_mm512_srli_epi16(v, 2), m);
-    f[2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    f[3] = _mm512_and_si512(_mm512_srli_epi16(v, 6), m);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) f[i] = byte_bits(gf, v, 2 * i, 2, m);
     return;
   }
   /* 3 bits: 8 blocks of 12 bytes = 24 dwords: 16 in A, 8 in B */
@@ -572,21 +592,21 @@ VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const uint8_t *
   const __m512i v4 = _mm512_set1_epi8(4);
 #pragma GCC unroll 4
   for (int i = 0; i < 4; i++) {
-    __m512i c = i ? _mm512_srli_epi16(v, 2 * i) : v;
-    f[i] = _mm512_mask_add_epi8(_mm512_and_si512(c, m), mask_from_memory(mk + i), _mm512_and_si512(c, m), v4);
+    __m512i c = byte_bits(gf, v, 2 * i, 2, m);
+    f[i] = _mm512_mask_add_epi8(c, mask_from_memory(mk + i), c, v4);
   }
 }
 
 /* Integer dots of one set (bps blocks) of row codes at p with x at xq; nbk valid blocks. */
-VNNI_TARGET static ALWAYS_INLINE __m512i set_dot(const int bits, const uint8_t *p, const int8_t *xq,
-                                                int nbk, int full) {
+VNNI_TARGET static ALWAYS_INLINE __m512i set_dot(const int bits, const int gf, const uint8_t *p,
+                                                const int8_t *xq, int nbk, int full) {
   const __m512i zero = _mm512_setzero_si512();
   if (bits == 8) {
     __m512i v = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(mask64(32 * nbk), p);
     return _mm512_dpbusd_epi32(zero, v, _mm512_loadu_si512(xq));
   }
   __m512i f[4];
-  set_fields(bits, p, nbk, full, f);
+  set_fields(bits, gf, p, nbk, full, f);
   const int nf = bits <= 3 ? 4 : 2;
   __m512i a = _mm512_dpbusd_epi32(zero, f[0], _mm512_loadu_si512(xq));
 #pragma GCC unroll 4
@@ -635,8 +655,8 @@ VNNI_TARGET static ALWAYS_INLINE __m512 row_block_scales(const int bits, const t
   return mdot_avx512(dr, zr, bits, s->S, ng);
 }
 
-VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix *q, scratch *s,
-                                             float *y, int64_t r0, int64_t r1) {
+VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const int gf, const ttq_qmatrix *q,
+                                             scratch *s, float *y, int64_t r0, int64_t r1) {
   const int64_t nb = q->cols / 32;
   const int bps = set_blocks(bits);
   const int64_t nfull = nb / bps, rem = nb % bps;
@@ -651,17 +671,17 @@ VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const ttq_qmatrix 
     for (; t + 2 <= nfull; t += 2) {
       const char *pf = (const char *)cr + t * sbytes + PF_DIST;
       for (size_t o = 0; o < 2 * sbytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-      __m512i a = set_dot(bits, cr + t * sbytes, xq + t * bps * 32, bps, 1);
-      __m512i b = set_dot(bits, cr + (t + 1) * sbytes, xq + (t + 1) * bps * 32, bps, 1);
+      __m512i a = set_dot(bits, gf, cr + t * sbytes, xq + t * bps * 32, bps, 1);
+      __m512i b = set_dot(bits, gf, cr + (t + 1) * sbytes, xq + (t + 1) * bps * 32, bps, 1);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
       acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), set_scale(bits, ds + (t + 1) * bps), acc1);
     }
     for (; t < nfull; t++) {
-      __m512i a = set_dot(bits, cr + t * sbytes, xq + t * bps * 32, bps, 1);
+      __m512i a = set_dot(bits, gf, cr + t * sbytes, xq + t * bps * 32, bps, 1);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
     }
     if (rem) {
-      __m512i a = set_dot(bits, cr + t * sbytes, xq + t * bps * 32, (int)rem, 0);
+      __m512i a = set_dot(bits, gf, cr + t * sbytes, xq + t * bps * 32, (int)rem, 0);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
     }
     y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
@@ -675,15 +695,25 @@ VNNI_TARGET static void prep_i8(const ttq_qmatrix *q, const float *x, scratch *s
   for (int64_t b = 0; b < nb; b++) s->gi[b] = (int32_t)(b / kb);
 }
 
-VNNI_TARGET static void rows_i8_any(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0,
-                                    int64_t r1) {
+VNNI_TARGET static ALWAYS_INLINE void rows_i8_bits(const int gf, const ttq_qmatrix *q, scratch *s,
+                                                  float *y, int64_t r0, int64_t r1) {
   switch (q->bits) {
-  case 2: rows_i8(2, q, s, y, r0, r1); break;
-  case 3: rows_i8(3, q, s, y, r0, r1); break;
-  case 4: rows_i8(4, q, s, y, r0, r1); break;
-  case 5: rows_i8(5, q, s, y, r0, r1); break;
-  case 8: rows_i8(8, q, s, y, r0, r1); break;
+  case 2: rows_i8(2, gf, q, s, y, r0, r1); break;
+  case 3: rows_i8(3, gf, q, s, y, r0, r1); break;
+  case 4: rows_i8(4, gf, q, s, y, r0, r1); break;
+  case 5: rows_i8(5, gf, q, s, y, r0, r1); break;
+  case 8: rows_i8(8, gf, q, s, y, r0, r1); break;
   }
+}
+
+VNNI_TARGET static void rows_i8_any(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0, int64_t r1) {
+  rows_i8_bits(0, q, s, y, r0, r1);
+}
+
+/* The same with GFNI bit fields (flatten: byte_bits_gfni is inlined here only). */
+GFNI_TARGET __attribute__((flatten)) static void rows_i8_gfni(const ttq_qmatrix *q, scratch *s, float *y,
+                                                              int64_t r0, int64_t r1) {
+  rows_i8_bits(1, q, s, y, r0, r1);
 }
 
 /* ================= AVX-512 VNNI: int16 activations, 8-bit codes =================
@@ -800,10 +830,10 @@ VNNI_TARGET static void quantize_xsplit(const float *x, int64_t cols, int bits, 
 }
 
 /* 256 * (codes . xh) + (xl . codes) for one set: the exact int16 dot per dword lane. */
-VNNI_TARGET static ALWAYS_INLINE __m512i set_dot_split(const int bits, const uint8_t *p, const int8_t *xl,
+VNNI_TARGET static ALWAYS_INLINE __m512i set_dot_split(const int bits, const int gf, const uint8_t *p, const int8_t *xl,
                                                       const int8_t *xh, int nbk, int full) {
   __m512i f[4];
-  set_fields(bits, p, nbk, full, f);
+  set_fields(bits, gf, p, nbk, full, f);
   const int nf = bits <= 3 ? 4 : 2;
   __m512i lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(xl), f[0]);
   __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), f[0], _mm512_loadu_si512(xh));
@@ -815,7 +845,7 @@ VNNI_TARGET static ALWAYS_INLINE __m512i set_dot_split(const int bits, const uin
   return _mm512_add_epi32(lo, _mm512_slli_epi32(hi, 8));
 }
 
-VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const ttq_qmatrix *q, scratch *s,
+VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const int gf, const ttq_qmatrix *q, scratch *s,
                                                 int64_t xoff, float *y, int64_t r0, int64_t r1) {
   const int64_t nb = q->cols / 32;
   const int bps = set_blocks(bits);
@@ -832,17 +862,17 @@ VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const ttq_qmatr
     for (; t + 2 <= nfull; t += 2) {
       const char *pf = (const char *)cr + t * sbytes + PF_DIST;
       for (size_t o = 0; o < 2 * sbytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-      __m512i a = set_dot_split(bits, cr + t * sbytes, xl + t * sx, xh + t * sx, bps, 1);
-      __m512i b = set_dot_split(bits, cr + (t + 1) * sbytes, xl + (t + 1) * sx, xh + (t + 1) * sx, bps, 1);
+      __m512i a = set_dot_split(bits, gf, cr + t * sbytes, xl + t * sx, xh + t * sx, bps, 1);
+      __m512i b = set_dot_split(bits, gf, cr + (t + 1) * sbytes, xl + (t + 1) * sx, xh + (t + 1) * sx, bps, 1);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
       acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), set_scale(bits, ds + (t + 1) * bps), acc1);
     }
     for (; t < nfull; t++) {
-      __m512i a = set_dot_split(bits, cr + t * sbytes, xl + t * sx, xh + t * sx, bps, 1);
+      __m512i a = set_dot_split(bits, gf, cr + t * sbytes, xl + t * sx, xh + t * sx, bps, 1);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
     }
     if (rem) {
-      __m512i a = set_dot_split(bits, cr + t * sbytes, xl + t * sx, xh + t * sx, (int)rem, 0);
+      __m512i a = set_dot_split(bits, gf, cr + t * sbytes, xl + t * sx, xh + t * sx, (int)rem, 0);
       acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), set_scale(bits, ds + t * bps), acc0);
     }
     y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
@@ -859,30 +889,46 @@ VNNI_TARGET static void prep_i16(const ttq_qmatrix *q, const float *x, scratch *
   else quantize_x16(x, q->cols, s, s->nat);
 }
 
-VNNI_TARGET static void rows_i16_any(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0,
-                                     int64_t r1) {
+VNNI_TARGET static ALWAYS_INLINE void rows_i16_bits(const int gf, const ttq_qmatrix *q, scratch *s,
+                                                   float *y, int64_t r0, int64_t r1) {
   const int64_t xoff = XSPLIT_OFF(q->cols / 32);
   switch (q->bits) {
-  case 2: rows_split(2, q, s, xoff, y, r0, r1); break;
-  case 3: rows_split(3, q, s, xoff, y, r0, r1); break;
-  case 4: rows_split(4, q, s, xoff, y, r0, r1); break;
-  case 5: rows_split(5, q, s, xoff, y, r0, r1); break;
+  case 2: rows_split(2, gf, q, s, xoff, y, r0, r1); break;
+  case 3: rows_split(3, gf, q, s, xoff, y, r0, r1); break;
+  case 4: rows_split(4, gf, q, s, xoff, y, r0, r1); break;
+  case 5: rows_split(5, gf, q, s, xoff, y, r0, r1); break;
   case 8: rows_i16(q, s, y, r0, r1); break;
   }
+}
+
+VNNI_TARGET static void rows_i16_any(const ttq_qmatrix *q, scratch *s, float *y, int64_t r0, int64_t r1) {
+  rows_i16_bits(0, q, s, y, r0, r1);
+}
+
+GFNI_TARGET __attribute__((flatten)) static void rows_i16_gfni(const ttq_qmatrix *q, scratch *s, float *y,
+                                                               int64_t r0, int64_t r1) {
+  rows_i16_bits(1, q, s, y, r0, r1);
 }
 
 /* Activation kinds of the AVX-512 kernel (ttq_qact.kind): what prep_* left in the scratch. */
 enum { QACT_NONE = 0, QACT_F32, QACT_I8, QACT_I16 };
 
+/* Flag on QACT_I8 / QACT_I16: take the codes' bit fields with GFNI (byte_bits). On when the CPU
+ * has GFNI, unless TTQ_GFNI=0 (the tests run both and compare them bit for bit). */
+#define QACT_GFNI 8
+
 static int avx512_kind(const ttq_qmatrix *q) {
   if (q->group % 32 != 0) return QACT_NONE;
   int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode(q) : 0;
-  return mode == 1 ? QACT_I8 : mode == 2 ? QACT_I16 : QACT_F32;
+  if (mode == 0) return QACT_F32;
+  const char *e = getenv("TTQ_GFNI");
+  bool gf = __builtin_cpu_supports("gfni") && !(e && !strcmp(e, "0"));
+  return (mode == 1 ? QACT_I8 : QACT_I16) | (gf ? QACT_GFNI : 0);
 }
 
 static void prep_avx512(int kind, const ttq_qmatrix *q, const float *x, scratch *s) {
-  if (kind == QACT_I8) prep_i8(q, x, s);
-  else if (kind == QACT_I16) prep_i16(q, x, s);
+  if ((kind & ~QACT_GFNI) == QACT_I8) prep_i8(q, x, s);
+  else if ((kind & ~QACT_GFNI) == QACT_I16) prep_i16(q, x, s);
   else group_sums_avx512(x, q->cols, q->group, s->S);
 }
 
@@ -891,7 +937,9 @@ static void prep_avx512(int kind, const ttq_qmatrix *q, const float *x, scratch 
 static void rows_avx512(int kind, const ttq_qmatrix *q, const float *x, scratch *s, float *y,
                         int64_t r0, int64_t r1) {
   if (kind == QACT_I8) rows_i8_any(q, s, y, r0, r1);
+  else if (kind == (QACT_I8 | QACT_GFNI)) rows_i8_gfni(q, s, y, r0, r1);
   else if (kind == QACT_I16) rows_i16_any(q, s, y, r0, r1);
+  else if (kind == (QACT_I16 | QACT_GFNI)) rows_i16_gfni(q, s, y, r0, r1);
   else rows_f32_any(q, x, s, y, r0, r1);
 }
 

@@ -1,7 +1,8 @@
 /* test-quant.c -- the quantizer (quant.h) against a naive implementation written here straight
  * from the formulas, bit for bit, for every variant (TTQ_ISA selects the quantizer's variant);
  * the packed layout; the products of every ISA variant and activation mode (TTQ_QACT) against a
- * double-precision product of the dequantized matrix; error bounds; refused settings.
+ * double-precision product of the dequantized matrix, and the AVX-512 integer modes with and
+ * without GFNI (TTQ_GFNI=0) against each other, bit for bit; error bounds; refused settings.
  *
  * The naive quantizer follows quant.h plus the cases quant.c decides (see its header): the
  * minimum is normalized with lo + 0 (so -0 is +0), an fp16 d of 0 falls back to the
@@ -373,6 +374,17 @@ TEST_IMPL(quant_kernels_match_reference) {
               continue;
             }
             if (check_row(wd + r * cols, &q, r, X, Y[r], Q, what)) return 1;
+          }
+          /* the generic bit-field extraction gives the GFNI one's integer dots: bit for bit */
+          if (mo > 0) {
+            float *Yg = malloc((size_t)ldy * 4);
+            for (int64_t r = 0; r < ldy; r++) Yg[r] = NAN;
+            set_env("TTQ_GFNI", "0");
+            ttq_qmatvec(K, &q, X, Yg, r0, r1);
+            set_env("TTQ_GFNI", NULL);
+            for (int64_t r = r0; r < r1; r++)
+              ASSERTF(Yg[r] == Y[r], "%s: row %lld without GFNI %g, with %g", what, (long long)r, Yg[r], Y[r]);
+            free(Yg);
           }
           /* a prepared activation gives ttq_qmatvec's results bit for bit, over row ranges
            * split as threads split them */
