@@ -109,8 +109,9 @@ done
 "$TTQD" inspect --model "$MODEL" --quant ttq --bits 4 --group 32 --json >"$TMP/iq.json"
 lin=$(sed -n 's/.*"linear_bytes":\([0-9]*\).*/\1/p' "$TMP/iq.json")
 ql=$(sed -n 's/.*"quant_linear_bytes":\([0-9]*\).*/\1/p' "$TMP/iq.json")
-# bf16 linear weights are 16 bits; W4 g32 with fp16 scale and offset is 4 + 32/32 = 5 bits
-check "inspect --quant footprint: $ql = 5/16 of $lin" test "$((lin * 5 / 16))" = "$ql"
+# bf16 linear weights are 16 bits; W4 g32 with an fp16 scale and an int8 zero point is
+# 4 + 24/32 = 4.75 bits: 19/64 of the bytes
+check "inspect --quant footprint: $ql = 19/64 of $lin" test "$((lin * 19 / 64))" = "$ql"
 "$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --quant ttq --bits 4 >"$TMP/bq.json"
 for f in stats_ms quant_ms quant_bytes; do
   check "bench --quant ttq --json has $f" grep -q "\"$f\":" "$TMP/bq.json"
