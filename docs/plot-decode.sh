@@ -43,7 +43,7 @@ gnuplot <<EOF
 set terminal svg size 720,440 font "sans,12" noenhanced
 set output "$SVG"
 set title "ttq decode, 738M shape, 2 threads: tok/s against bits per weight (read bandwidth $bw GB/s)"
-set xlabel "bits per weight of the linear layers (codes + fp16 scale and offset per group of 32)"
+set xlabel "bits per weight of the linear layers (codes + fp16 scale and int8 zero point per group of 32)"
 set ylabel "decode tok/s"
 set grid
 roof(b) = $bw * 1e9 / ($fixed + $kv + $lin * b / 8.0)
