@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <omp.h>
 
@@ -29,12 +30,18 @@ static const char bench_usage[] =
     TTQD_QUANT_USAGE;
 
 /* Streaming read bandwidth of this machine with `threads` threads, in GB/s: the decode
- * roofline is this divided by the bytes read per token. Best of 5 passes over 1 GiB. */
+ * roofline is this divided by the bytes read per token. Best of 5 passes over 1 GiB in huge
+ * pages, as the weights are held (util.h): over 4 KiB pages the TLB misses cost the stream
+ * itself, and the roofline would be too low. */
 static double read_bandwidth(const ttq_kernels *k, int threads) {
   const size_t n = (size_t)1 << 30;
-  uint8_t *a = malloc(n);
+  void *mem = NULL;
   double best = 0;
-  if (!a) return 0;
+  if (posix_memalign(&mem, (size_t)2 << 20, n) != 0) return 0;
+  uint8_t *a = mem;
+#ifdef MADV_HUGEPAGE
+  (void)madvise(a, n, MADV_HUGEPAGE);
+#endif
   memset(a, 1, n);
   uint64_t sink = 0;
   for (int rep = 0; rep < 5; rep++) {
