@@ -145,6 +145,7 @@ int ttqd_load_for_ranks(const char *cmd, const char *path, int align, ttq_model 
   }
   *full = m;
   *shard = sh ? sh : m;
+  ttq_model_pin(*shard); /* this rank's per-token weights into huge pages */
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "gguf.h"
@@ -659,6 +660,7 @@ int ttq_model_load(const char *path, ttq_model **out, ttq_diag *d) {
 
 void ttq_model_free(ttq_model *m) {
   if (!m) return;
+  free(m->pinned);
   if (m->tp) { /* a shard: borrows all but its copies */
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
@@ -710,4 +712,51 @@ size_t ttq_model_weight_bytes(const ttq_model *m) {
   size_t n = 0;
   ttq_model_each_tensor(m, count_bytes, &n);
   return n;
+}
+
+/* The tensors ttq_model_pin copies: everything ttq_model_each_tensor visits but the embedding
+ * table (the head too when it is the tied embedding: every token reads all of it). */
+static int per_token_tensors(ttq_model *m, ttq_tensor **out) {
+  int n = 0;
+  for (int l = 0; l < m->cfg.n_layers; l++) {
+    ttq_layer *L = &m->layers[l];
+    ttq_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm,
+                        &L->w_gate, &L->w_up, &L->w_down, &L->q_norm, &L->k_norm};
+    int k = m->cfg.qk_norm ? 11 : 9;
+    for (int i = 0; i < k; i++)
+      if (out) out[n++] = ts[i];
+      else n++;
+  }
+  if (out) out[n] = &m->final_norm, out[n + 1] = &m->head;
+  return n + 2;
+}
+
+void ttq_model_pin(ttq_model *m) {
+  const size_t huge = (size_t)2 << 20;
+  const char *e = getenv("TTQ_MMAP");
+  if (m->pinned || (e && !strcmp(e, "1"))) return;
+  int n = per_token_tensors(m, NULL);
+  ttq_tensor **ts = malloc((size_t)n * sizeof *ts);
+  if (!ts) return;
+  per_token_tensors(m, ts);
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += (ts[i]->nbytes + 63) / 64 * 64;
+  void *a = NULL;
+  if (total < huge || posix_memalign(&a, huge, (total + huge - 1) / huge * huge) != 0) {
+    free(ts);
+    return;
+  }
+#ifdef MADV_HUGEPAGE
+  (void)madvise(a, (total + huge - 1) / huge * huge, MADV_HUGEPAGE); /* advice: 4 KiB pages work */
+#endif
+  uint8_t *p = a;
+  for (int i = 0; i < n; i++) {
+    if (ts[i]->data) memcpy(p, ts[i]->data, ts[i]->nbytes);
+    ts[i]->data = ts[i]->data ? p : NULL;
+    p += (ts[i]->nbytes + 63) / 64 * 64;
+  }
+  free(ts);
+  for (int i = 0; i < m->n_owned; i++) free(m->owned[i]); /* column slices, now copied */
+  m->n_owned = 0;
+  m->pinned = a;
 }

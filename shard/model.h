@@ -62,12 +62,23 @@ struct ttq_model {
   struct ttq_tp *tp;
   void **owned;
   int n_owned;
+  void *pinned; /* owned by either kind: ttq_model_pin's copy of the per-token tensors */
 };
 
 /* Loads a model from a directory (Hugging Face layout) or a .gguf file.
  * On success *out is owned by the caller: free with ttq_model_free. */
 int ttq_model_load(const char *path, ttq_model **out, ttq_diag *d);
 void ttq_model_free(ttq_model *m);
+
+/* Copies the tensors every decoded token reads (the projections, norms and output head; not
+ * the embedding table, of which a token reads one row) into one buffer of 2 MiB-aligned memory
+ * advised as transparent huge pages, and points m's tensors there; a shard's own column copies
+ * are freed. Decode streams those bytes once per token, and over the 4 KiB pages of the file
+ * mapping the TLB misses cost it: 738M model, F16 decode 15-16 -> 20-21 tok/s (docs/
+ * BENCHMARKS.md). Call it on the model the engine runs (a rank: its shard, so each rank copies
+ * only its slice). Nothing to do for a model under 2 MiB, with TTQ_MMAP=1, or when called
+ * twice. Can't fail: when the memory is refused, m is left as it was. Not thread-safe. */
+void ttq_model_pin(ttq_model *m);
 
 const char *ttq_arch_name(ttq_arch a);
 /* Parameter count and bytes of all weights (as stored). */

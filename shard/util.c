@@ -65,24 +65,6 @@ int64_t ttq_tensor_numel(const ttq_tensor *t) {
   return n;
 }
 
-/* Replaces the file mapping of m by a copy in 2 MiB-aligned memory advised as huge pages (see
- * util.h); leaves m as it is for a small file, with TTQ_MMAP=1, or when the memory is refused. */
-static void copy_to_huge_pages(ttq_mapfile *m) {
-  const size_t huge = (size_t)2 << 20;
-  const char *e = getenv("TTQ_MMAP");
-  if (m->size < huge || (e && !strcmp(e, "1"))) return;
-  size_t r = (m->size + huge - 1) / huge * huge;
-  void *a = NULL;
-  if (posix_memalign(&a, huge, r) != 0) return;
-#ifdef MADV_HUGEPAGE
-  (void)madvise(a, r, MADV_HUGEPAGE); /* advice only: 4 KiB pages still work */
-#endif
-  memcpy(a, m->data, m->size);
-  munmap((void *)m->data, m->size);
-  m->data = a;
-  m->copied = true;
-}
-
 int ttq__map_file(const char *path, ttq_mapfile *out, ttq_diag *d) {
   memset(out, 0, sizeof *out);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -113,15 +95,13 @@ int ttq__map_file(const char *path, ttq_mapfile *out, ttq_diag *d) {
       return ttq__fail(d, TTQ_EIO, "%s: mmap failed: %s", path, strerror(e));
     }
     out->data = p;
-    copy_to_huge_pages(out);
   }
   close(fd);
   return 0;
 }
 
 void ttq__unmap_file(ttq_mapfile *m) {
-  if (m->data && m->copied) free((void *)m->data);
-  else if (m->data) munmap((void *)m->data, m->size);
+  if (m->data) munmap((void *)m->data, m->size);
   free(m->path);
   memset(m, 0, sizeof *m);
 }

@@ -13,18 +13,11 @@
 int ttq__fail(ttq_diag *d, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* A whole file in memory, read-only. An empty file maps to data == NULL, size == 0.
- * A file of 2 MiB or more (a model's weights) is copied into private anonymous memory advised as
- * transparent huge pages: decode streams every weight once per token, and over the 4 KiB pages of
- * a file mapping the TLB misses cost it (738M model, F16 decode 68-73% -> 91-97% of the
- * bandwidth roofline; docs/BENCHMARKS.md). The price: the copy is per process, where ranks on one
- * host shared the page cache's pages. TTQ_MMAP=1 keeps the file mapping (as does a failed
- * allocation: the copy is an optimization, never an error). */
+/* A read-only memory map of a whole file. An empty file maps to data == NULL, size == 0. */
 typedef struct ttq_mapfile {
   const uint8_t *data;
   size_t size;
-  bool copied; /* data is a huge-page copy (free), not the file mapping (munmap) */
-  char *path;  /* owned copy */
+  char *path; /* owned copy */
 } ttq_mapfile;
 
 int ttq__map_file(const char *path, ttq_mapfile *out, ttq_diag *d);

@@ -151,3 +151,53 @@ TEST_IMPL(forward_isa_agree) {
   free(dir);
   return 0;
 }
+
+/* ttq_model_pin: the per-token tensors move into the pinned buffer (the embedding table stays
+ * in the file mapping) and prefill and decode logits are bit-identical to the unpinned model's. */
+TEST_IMPL(forward_pinned_identical) {
+  char *dir = test_src_path("models/tinyqwen3-mix");
+  ttq_model *a = NULL, *b = NULL;
+  ttq_diag d = {0};
+  ASSERT_OK(ttq_model_load(dir, &a, &d));
+  ASSERT_OK(ttq_model_load(dir, &b, &d));
+  const void *wq_before = b->layers[0].wq.data, *embed_before = b->embed.data;
+  setenv("TTQ_MMAP", "1", 1);
+  ttq_model_pin(b);
+  ASSERT(b->pinned == NULL); /* TTQ_MMAP=1: nothing copied */
+  unsetenv("TTQ_MMAP");
+  ttq_model_pin(b);
+  ASSERT(b->pinned != NULL && b->layers[0].wq.data != wq_before && b->embed.data == embed_before);
+  const uint8_t *lo = b->pinned, *hi = lo + ttq_model_weight_bytes(b) + 64 * 1024;
+  const ttq_tensor *ts[] = {&b->layers[0].wq, &b->layers[b->cfg.n_layers - 1].w_down, &b->head,
+                            &b->final_norm, &b->layers[0].attn_norm};
+  for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) {
+    const uint8_t *p = ts[i]->data;
+    ASSERTF(p >= lo && p + ts[i]->nbytes <= hi && (uintptr_t)p % 64 == 0, "tensor %zu not in the pinned buffer", i);
+  }
+  const void *again = b->pinned;
+  ttq_model_pin(b);
+  ASSERT(b->pinned == again); /* a second call does nothing */
+  const int V = a->cfg.vocab;
+  const int32_t prompt[] = {959, 12, 400, 7, 88};
+  float *la = malloc((size_t)V * 5 * 4), *lb = malloc((size_t)V * 5 * 4);
+  ttq_state sa, sb;
+  ASSERT_OK(ttq_state_init(&sa, a, 64, 2, NULL, &d));
+  ASSERT_OK(ttq_state_init(&sb, b, 64, 2, NULL, &d));
+  ASSERT_OK(ttq_forward(&sa, prompt, 5, la, true, &d));
+  ASSERT_OK(ttq_forward(&sb, prompt, 5, lb, true, &d));
+  ASSERT(!memcmp(la, lb, (size_t)V * 5 * 4));
+  int32_t tok = ttq_argmax(la + (size_t)4 * V, V);
+  for (int t = 0; t < 8; t++) {
+    ASSERT_OK(ttq_forward(&sa, &tok, 1, la, false, &d));
+    ASSERT_OK(ttq_forward(&sb, &tok, 1, lb, false, &d));
+    ASSERTF(!memcmp(la, lb, (size_t)V * 4), "decode step %d differs", t);
+    tok = ttq_argmax(la, V);
+  }
+  ttq_state_free(&sa);
+  ttq_state_free(&sb);
+  free(la), free(lb);
+  ttq_model_free(a);
+  ttq_model_free(b);
+  free(dir);
+  return 0;
+}
