@@ -37,16 +37,25 @@ static void cap_tap(void *u, int layer, int input, const float *X, int n, int wi
   c->count[layer][input] += n;
 }
 
-TEST_IMPL(stats_match_recomputation) {
+/* The bundled tinyqwen3-mix model and `text` tokenized with it (no bos). The caller frees both
+ * (ttq_model_free, free). */
+static int load_bundled_tokenized(const char *text, ttq_model **m, int32_t **ids, size_t *n) {
   char *dir = test_src_path("models/tinyqwen3-mix");
-  ttq_model *m;
   ttq_diag d;
-  ASSERT_OK(ttq_model_load(dir, &m, &d));
+  ASSERT_OK(ttq_model_load(dir, m, &d));
+  free(dir);
+  ASSERT_OK(ttq_tokenize((*m)->tok, text, strlen(text), false, ids, n, &d));
+  return 0;
+}
+
+TEST_IMPL(stats_match_recomputation) {
   const char *text = "In the beginning God created the heaven and the earth. And the earth was "
                      "without form, and void; and darkness was upon the face of the deep.";
+  ttq_model *m;
+  ttq_diag d;
   int32_t *ids;
   size_t n;
-  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  ASSERT_OK(load_bundled_tokenized(text, &m, &ids, &n));
   ttq_state st;
   ASSERT_OK(ttq_state_init(&st, m, 128, 0, NULL, &d));
   ttq_stats whole, part;
@@ -90,7 +99,6 @@ TEST_IMPL(stats_match_recomputation) {
   ttq_state_free(&st);
   free(ids);
   ttq_model_free(m);
-  free(dir);
   return 0;
 }
 
@@ -305,14 +313,12 @@ TEST_IMPL(ttq_8bit_matches_fp_llama) {
 /* Quantized weights: teacher-forced logits of a sequence from one many-token pass (qmatmul)
  * equal those of one-token steps (qmatvec), for every bit width. */
 TEST_IMPL(ttq_quantized_decode_consistent) {
-  char *dir = test_src_path("models/tinyqwen3-mix");
+  const char *text = "int main(int argc, char **argv) { return argc > 1 ? 0 : 1; }";
   ttq_model *m;
   ttq_diag d;
-  ASSERT_OK(ttq_model_load(dir, &m, &d));
-  const char *text = "int main(int argc, char **argv) { return argc > 1 ? 0 : 1; }";
   int32_t *ids;
   size_t n;
-  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  ASSERT_OK(load_bundled_tokenized(text, &m, &ids, &n));
   const int V = m->cfg.vocab, bits[] = {2, 3, 4, 5, 8};
   float *all = malloc((size_t)n * V * 4), *one = malloc((size_t)V * 4);
   for (int b = 0; b < 5; b++) {
@@ -337,7 +343,6 @@ TEST_IMPL(ttq_quantized_decode_consistent) {
   }
   free(all), free(one), free(ids);
   ttq_model_free(m);
-  free(dir);
   return 0;
 }
 
@@ -351,14 +356,12 @@ static void count_tap(void *u, int layer, int input, const float *X, int n, int 
 /* decode_token (one parallel region per token) against the general layer it restructures, token
  * by token: the same logits bit for bit, full precision and quantized, on 1 and 3 threads. */
 TEST_IMPL(ttq_decode_step_matches_general_layer) {
-  char *dir = test_src_path("models/tinyqwen3-mix");
+  const char *text = "The quick brown fox jumps over the lazy dog.";
   ttq_model *m;
   ttq_diag d;
-  ASSERT_OK(ttq_model_load(dir, &m, &d));
-  const char *text = "The quick brown fox jumps over the lazy dog.";
   int32_t *ids;
   size_t n;
-  ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
+  ASSERT_OK(load_bundled_tokenized(text, &m, &ids, &n));
   const int V = m->cfg.vocab;
   float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
   const int threads[] = {1, 3};
@@ -394,7 +397,6 @@ TEST_IMPL(ttq_decode_step_matches_general_layer) {
     }
   free(a), free(b), free(ids);
   ttq_model_free(m);
-  free(dir);
   return 0;
 }
 
