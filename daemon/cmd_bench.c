@@ -5,13 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <omp.h>
 
 #include "cli.h"
 #include "comm.h"
 #include "sampler.h"
+#include "util.h"
 
 static const char bench_usage[] =
     "usage: ttqd bench --model PATH [--prompt-tokens N] [--gen-tokens N] [--threads N]\n"
@@ -35,13 +35,9 @@ static const char bench_usage[] =
  * itself, and the roofline would be too low. */
 static double read_bandwidth(const ttq_kernels *k, int threads) {
   const size_t n = (size_t)1 << 30;
-  void *mem = NULL;
+  uint8_t *a = ttq__alloc_huge(n);
   double best = 0;
-  if (posix_memalign(&mem, (size_t)2 << 20, n) != 0) return 0;
-  uint8_t *a = mem;
-#ifdef MADV_HUGEPAGE
-  (void)madvise(a, n, MADV_HUGEPAGE);
-#endif
+  if (!a) return 0;
   memset(a, 1, n);
   uint64_t sink = 0;
   for (int rep = 0; rep < 5; rep++) {

@@ -10,7 +10,6 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "gguf.h"
@@ -686,13 +685,19 @@ void ttq_model_free(ttq_model *m) {
   free(m);
 }
 
+/* The tensors of layer L into out; returns their count (11 with q/k norms, else 9). */
+static int layer_tensors(ttq_layer *L, bool qk_norm, ttq_tensor *out[11]) {
+  ttq_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm,
+                      &L->w_gate, &L->w_up, &L->w_down, &L->q_norm, &L->k_norm};
+  memcpy(out, ts, sizeof ts);
+  return qk_norm ? 11 : 9;
+}
+
 void ttq_model_each_tensor(const ttq_model *m, void (*fn)(const ttq_tensor *t, void *u), void *u) {
   fn(&m->embed, u);
   for (int l = 0; l < m->cfg.n_layers; l++) {
-    const ttq_layer *L = &m->layers[l];
-    const ttq_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm,
-                              &L->w_gate, &L->w_up, &L->w_down, &L->q_norm, &L->k_norm};
-    int n = m->cfg.qk_norm ? 11 : 9;
+    ttq_tensor *ts[11];
+    int n = layer_tensors(&m->layers[l], m->cfg.qk_norm, ts); /* fn gets them const */
     for (int i = 0; i < n; i++) fn(ts[i], u);
   }
   fn(&m->final_norm, u);
@@ -719,13 +724,10 @@ size_t ttq_model_weight_bytes(const ttq_model *m) {
 static int per_token_tensors(ttq_model *m, ttq_tensor **out) {
   int n = 0;
   for (int l = 0; l < m->cfg.n_layers; l++) {
-    ttq_layer *L = &m->layers[l];
-    ttq_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm,
-                        &L->w_gate, &L->w_up, &L->w_down, &L->q_norm, &L->k_norm};
-    int k = m->cfg.qk_norm ? 11 : 9;
-    for (int i = 0; i < k; i++)
-      if (out) out[n++] = ts[i];
-      else n++;
+    ttq_tensor *ts[11];
+    int k = layer_tensors(&m->layers[l], m->cfg.qk_norm, ts);
+    if (out) memcpy(out + n, ts, (size_t)k * sizeof *ts);
+    n += k;
   }
   if (out) out[n] = &m->final_norm, out[n + 1] = &m->head;
   return n + 2;
@@ -741,14 +743,11 @@ void ttq_model_pin(ttq_model *m) {
   per_token_tensors(m, ts);
   size_t total = 0;
   for (int i = 0; i < n; i++) total += (ts[i]->nbytes + 63) / 64 * 64;
-  void *a = NULL;
-  if (total < huge || posix_memalign(&a, huge, (total + huge - 1) / huge * huge) != 0) {
+  void *a = total < huge ? NULL : ttq__alloc_huge((total + huge - 1) / huge * huge);
+  if (!a) {
     free(ts);
     return;
   }
-#ifdef MADV_HUGEPAGE
-  (void)madvise(a, (total + huge - 1) / huge * huge, MADV_HUGEPAGE); /* advice: 4 KiB pages work */
-#endif
   uint8_t *p = a;
   for (int i = 0; i < n; i++) {
     if (ts[i]->data) memcpy(p, ts[i]->data, ts[i]->nbytes);

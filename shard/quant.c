@@ -34,7 +34,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "util.h"
 
@@ -69,12 +68,8 @@ static void *alloc64(size_t n) {
   const size_t huge = (size_t)2 << 20;
   size_t r = (n + 63) / 64 * 64;
   if (r < huge) return aligned_alloc(64, r ? r : 64);
-  void *p = NULL;
-  if (posix_memalign(&p, huge, r) != 0) return NULL;
-#ifdef MADV_HUGEPAGE
-  (void)madvise(p, r / huge * huge, MADV_HUGEPAGE); /* advice only: 4 KiB pages still work */
-#endif
-  memset(p, 0, r);
+  void *p = ttq__alloc_huge(r);
+  if (p) memset(p, 0, r);
   return p;
 }
 

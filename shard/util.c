@@ -106,6 +106,16 @@ void ttq__unmap_file(ttq_mapfile *m) {
   memset(m, 0, sizeof *m);
 }
 
+void *ttq__alloc_huge(size_t n) {
+  const size_t huge = (size_t)2 << 20;
+  void *p = NULL;
+  if (posix_memalign(&p, huge, n ? n : 1) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  if (n >= huge) (void)madvise(p, n / huge * huge, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 int ttq__read_file(const char *path, char **out, size_t *len, ttq_diag *d) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
