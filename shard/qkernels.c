@@ -85,8 +85,8 @@ static float row_scalar(const ttq_qmatrix *q, int64_t r, const float *x) {
       sx += x[col];
       if ((col + 1) % G == 0) {
         int64_t g = col / G;
-        float d = ttq__f16_to_f32(dr[g]), m = -(float)(zr[g] + TTQ_ZBIAS(q->bits)) * d;
-        acc += d * gs + m * sx;
+        float d = ttq__f16_to_f32(dr[g]);
+        acc += d * gs + ttq_qoffset(d, zr[g], q->bits) * sx;
         gs = sx = 0;
       }
     }
@@ -211,7 +211,7 @@ AVX2_TARGET static float mdot_avx2(const uint16_t *d, const int8_t *z, int bits,
     a = _mm256_fnmadd_ps(_mm256_mul_ps(zv, dv), _mm256_loadu_ps(S + g), a);
   }
   float s = hsum8(a);
-  for (; g < ng; g++) s += -(float)(z[g] + TTQ_ZBIAS(bits)) * ttq__f16_to_f32(d[g]) * S[g];
+  for (; g < ng; g++) s += ttq_qoffset(ttq__f16_to_f32(d[g]), z[g], bits) * S[g];
   return s;
 }
 
@@ -275,7 +275,7 @@ AVX2_TARGET static ALWAYS_INLINE void dequant_avx2_b(const int bits, const ttq_q
   for (int64_t b = 0; b < cols / 32; b++) {
     int64_t g = r * ng + b * 32 / G;
     const float d = ttq__f16_to_f32(q->d[g]);
-    __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(-(float)(q->z[g] + TTQ_ZBIAS(bits)) * d);
+    __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(ttq_qoffset(d, q->z[g], bits));
     __m256 qv[4];
     unpack_avx2(bits, cr + b * bb, qv);
     for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + b * 32 + 8 * k, _mm256_fmadd_ps(qv[k], dv, mv));
@@ -410,7 +410,7 @@ AVX512_TARGET static ALWAYS_INLINE void dequant_avx512_b(const int bits, const t
   for (int64_t b = 0; b < cols / 32; b++) {
     int64_t g = r * ng + b * 32 / G;
     const float d = ttq__f16_to_f32(q->d[g]);
-    __m512 dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(-(float)(q->z[g] + TTQ_ZBIAS(bits)) * d);
+    __m512 dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(ttq_qoffset(d, q->z[g], bits));
     __m512 q0, q1;
     unpack_avx512(bits, cr + b * bb, &q0, &q1);
     /* q * d and m are exact, so the fma gives (q - zero) d, which is exact too */

@@ -59,6 +59,10 @@ typedef struct ttq_qmatrix {
 /* The bias of the stored zero points: zero = z + TTQ_ZBIAS(bits). */
 #define TTQ_ZBIAS(bits) (1 << ((bits) - 1))
 
+/* A group's offset m = -zero d from its d (the f32 value of the fp16) and stored z: exact in f32
+ * (|zero| < 2^9, d has 11 significant bits), so q d + m is (q - zero) d rounded once. */
+static inline float ttq_qoffset(float d, int z, int bits) { return -(float)(z + TTQ_ZBIAS(bits)) * d; }
+
 /* Checks bits/group/cols; 0 or TTQ_EINVAL with a message naming the setting and the value. */
 int ttq_quant_check(int64_t cols, int bits, int group, ttq_diag *d);
 
