@@ -143,15 +143,34 @@ int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
     ttq_qmodel_free(q);
     return ttq__fail(d, TTQ_ENOMEM, "out of memory");
   }
-  for (int l = 0; l < q->n_layers; l++) {
+  size_t total = 0, span;
+  for (int l = 0; l < q->n_layers; l++)
     for (int p = 0; p < TTQ_N_PROJ; p++) {
       const ttq_tensor *w = ttq_proj_weight(m, l, p);
-      if ((rc = ttq_qmatrix_alloc(&q->layers[l].w[p], w->shape[0], w->shape[1], cfg->bits,
-                                  cfg->group, d))) {
+      if ((rc = ttq_qmatrix_span(w->shape[0], w->shape[1], cfg->bits, cfg->group, &span, d))) {
         ttq_qmodel_free(q);
         return rc;
       }
-      q->layers[l].w[p].act_int8 = cfg->method == TTQ_METHOD_TTQ;
+      if (total + span < total) {
+        ttq_qmodel_free(q);
+        return ttq__fail(d, TTQ_EINVAL, "quantized model: too large");
+      }
+      total += span;
+    }
+  if (!(q->arena = ttq__alloc_huge(total))) {
+    ttq_qmodel_free(q);
+    return ttq__fail(d, TTQ_ENOMEM, "out of memory for the quantized model (%zu bytes)", total);
+  }
+  memset(q->arena, 0, total);
+  uint8_t *at = q->arena;
+  for (int l = 0; l < q->n_layers; l++) {
+    for (int p = 0; p < TTQ_N_PROJ; p++) {
+      const ttq_tensor *w = ttq_proj_weight(m, l, p);
+      ttq_qmatrix *qm = &q->layers[l].w[p];
+      ttq_qmatrix_span(w->shape[0], w->shape[1], cfg->bits, cfg->group, &span, NULL);
+      ttq_qmatrix_place(qm, w->shape[0], w->shape[1], cfg->bits, cfg->group, at, NULL); /* checked */
+      at += span;
+      qm->act_int8 = cfg->method == TTQ_METHOD_TTQ;
     }
     if (cfg->method != TTQ_METHOD_RTN) {
       int widths[TTQ_N_INPUTS] = {m->cfg.dim, m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim,
@@ -173,6 +192,7 @@ void ttq_qmodel_free(ttq_qmodel *q) {
   }
   free(q->layers);
   free(q->alpha);
+  free(q->arena);
   memset(q, 0, sizeof *q);
 }
 

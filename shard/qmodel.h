@@ -93,11 +93,14 @@ typedef struct ttq_qmodel {
   int n_layers;
   ttq_qlayer *layers;
   const ttq_lowrank *lr; /* borrowed; NULL when rank 0 */
+  void *arena;           /* owned: every matrix of every layer, placed in decode order */
   float *alpha;          /* [n_layers][TTQ_N_INPUTS] alpha used (owned) */
   double quant_ms;       /* time of the last ttq_qmodel_quantize */
 } ttq_qmodel;
 
-/* Allocates storage for every quantized matrix. Free with ttq_qmodel_free. */
+/* Allocates storage for every quantized matrix: one buffer in huge pages, touched (no page
+ * faults in the first quantization), the matrices in the order decode reads them (layer by
+ * layer, ttq_proj order). Free with ttq_qmodel_free. */
 int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
                     const ttq_lowrank *lr, ttq_diag *d);
 void ttq_qmodel_free(ttq_qmodel *q);

@@ -73,19 +73,30 @@ static void *alloc64(size_t n) {
   return p;
 }
 
-int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int group,
-                      ttq_diag *d) {
-  memset(q, 0, sizeof *q);
+static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
+
+/* The byte sizes of codes, d and z of a valid shape; TTQ_EINVAL when they overflow. */
+static int part_sizes(int64_t rows, int64_t cols, int bits, int group, size_t sz[3], ttq_diag *d) {
   int rc = ttq_quant_check(cols, bits, group, d);
   if (rc) return rc;
   if (rows <= 0) return ttq__fail(d, TTQ_EINVAL, "matrix rows = %lld: must be positive", (long long)rows);
-  size_t cb, dbytes, t;
-  if (!ttq__mul_ok((size_t)rows, (size_t)cols, &t) || !ttq__mul_ok(t / 8, (size_t)bits, &cb) ||
-      !ttq__mul_ok((size_t)rows, (size_t)(cols / group) * 2, &dbytes))
+  size_t t;
+  if (!ttq__mul_ok((size_t)rows, (size_t)cols, &t) || !ttq__mul_ok(t / 8, (size_t)bits, &sz[0]) ||
+      !ttq__mul_ok((size_t)rows, (size_t)(cols / group) * 2, &sz[1]) || sz[0] > SIZE_MAX / 4)
     return ttq__fail(d, TTQ_EINVAL, "matrix %lld x %lld: too large", (long long)rows, (long long)cols);
-  q->codes = alloc64(cb);
-  q->d = alloc64(dbytes);     /* fp16 per group */
-  q->z = alloc64(dbytes / 2); /* int8 per group */
+  sz[2] = sz[1] / 2; /* fp16 d, int8 z per group */
+  return 0;
+}
+
+int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int group,
+                      ttq_diag *d) {
+  memset(q, 0, sizeof *q);
+  size_t sz[3];
+  int rc = part_sizes(rows, cols, bits, group, sz, d);
+  if (rc) return rc;
+  q->codes = alloc64(sz[0]);
+  q->d = alloc64(sz[1]);
+  q->z = alloc64(sz[2]);
   if (!q->codes || !q->d || !q->z) {
     ttq_qmatrix_free(q);
     return ttq__fail(d, TTQ_ENOMEM, "out of memory for a %lld x %lld %d-bit matrix", (long long)rows,
@@ -95,9 +106,35 @@ int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int 
   return 0;
 }
 
+int ttq_qmatrix_span(int64_t rows, int64_t cols, int bits, int group, size_t *span, ttq_diag *d) {
+  size_t sz[3];
+  *span = 0;
+  int rc = part_sizes(rows, cols, bits, group, sz, d);
+  if (rc) return rc;
+  *span = round64(sz[0]) + round64(sz[1]) + round64(sz[2]);
+  return 0;
+}
+
+int ttq_qmatrix_place(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int group, void *mem,
+                      ttq_diag *d) {
+  memset(q, 0, sizeof *q);
+  size_t sz[3];
+  int rc = part_sizes(rows, cols, bits, group, sz, d);
+  if (rc) return rc;
+  if (!mem || (uintptr_t)mem % 64)
+    return ttq__fail(d, TTQ_EINVAL, "matrix storage %p: must be 64-byte aligned", mem);
+  uint8_t *p = mem;
+  q->codes = p;
+  q->d = (uint16_t *)(p + round64(sz[0]));
+  q->z = (int8_t *)(p + round64(sz[0]) + round64(sz[1]));
+  q->rows = rows, q->cols = cols, q->bits = bits, q->group = group;
+  q->placed = true;
+  return 0;
+}
+
 void ttq_qmatrix_free(ttq_qmatrix *q) {
   if (!q) return;
-  free(q->codes), free(q->d), free(q->z);
+  if (!q->placed) free(q->codes), free(q->d), free(q->z);
   memset(q, 0, sizeof *q);
 }
 

@@ -1,14 +1,15 @@
-/* bench-qmatvec.c -- ttq-bench-qmatvec: the decode kernel (ttq_qmatvec_qact, one thread) per
+/* bench-qmatvec.c -- ttq-bench-qmatvec: the decode kernel (ttq_qmatvec_qact) per
  * code width and activation mode, against the scalar kernel (the in-repo baseline) and against
  * the memory: how much compute headroom each width has over the read bandwidth decode needs.
  *
- *   ttq-bench-qmatvec [--cols 2048] [--bits 8,5,4,3,2] [--rounds 5]
+ *   ttq-bench-qmatvec [--cols 2048] [--bits 8,5,4,3,2] [--rounds 5] [--threads 1]
  *
  * Per width, group 32, random codes:
  *   cache   a matrix of ~512 KB (L2-resident), multiplied again and again: the kernel's compute
- *           speed, in GB/s of packed bytes (codes + d + m) and in weights per ns;
- *   memory  a 256 MB matrix, streamed once per product as in a decode step (one thread);
- *   stream  the same 256 MB read by kernels.h stream: this core's read bandwidth.
+ *           speed, in GB/s of packed bytes (codes + d + z) and in weights per ns;
+ *   memory  a 256 MB matrix, streamed once per product as in a decode step, by --threads
+ *           threads (default 1), each its contiguous share of the rows as decode splits them;
+ *   stream  the same 256 MB read by kernels.h stream on as many threads: their read bandwidth.
  * Modes: scalar (the reference kernel), f32, int16 and int8 activations (TTQ_QACT; the AVX-512
  * VNNI kernels; skipped where the CPU lacks them). Each line prints the best of the rounds and
  * the ratio to the scalar kernel (cache) or to stream (memory). A width whose cache speed is not
@@ -34,13 +35,19 @@ static void fill_random(ttq_qmatrix *q, uint64_t seed) {
   for (size_t i = 0; i < nd; i++) q->d[i] = 0x2000, q->z[i] = 1; /* fp16 2^-7, zero B + 1 */
 }
 
-/* Best seconds per product over `rounds`, each round `reps` products of rows [0, rows). */
+/* Best seconds per product over `rounds`, each round `reps` products of rows [0, rows), split
+ * in nt contiguous shares as decode splits them. */
 static double time_products(const ttq_kernels *k, const ttq_qmatrix *q, const ttq_qact *a,
-                            float *y, int reps, int rounds) {
+                            float *y, int reps, int rounds, int nt) {
   double best = 1e30;
   for (int r = 0; r < rounds; r++) {
     double t0 = omp_get_wtime();
-    for (int i = 0; i < reps; i++) ttq_qmatvec_qact(k, q, a, y, 0, q->rows);
+#pragma omp parallel num_threads(nt)
+    {
+      const int64_t per = (q->rows + nt - 1) / nt, r0 = per * omp_get_thread_num();
+      const int64_t r1 = r0 + per < q->rows ? r0 + per : q->rows;
+      for (int i = 0; i < reps; i++) ttq_qmatvec_qact(k, q, a, y, r0, r1);
+    }
     double t = (omp_get_wtime() - t0) / reps;
     if (t < best) best = t;
   }
@@ -49,18 +56,19 @@ static double time_products(const ttq_kernels *k, const ttq_qmatrix *q, const tt
 
 int main(int argc, char **argv) {
   int64_t cols = 2048;
-  int bits[8] = {8, 5, 4, 3, 2}, nbits = 5, rounds = 5;
+  int bits[8] = {8, 5, 4, 3, 2}, nbits = 5, rounds = 5, nt = 1;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoll(argv[++i]);
     else if (!strcmp(argv[i], "--bits") && i + 1 < argc) nbits = bench_parse_ints(argv[++i], bits, 8);
     else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) nt = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: ttq-bench-qmatvec [--cols N] [--bits 8,5,4,3,2] [--rounds R]\n");
+      fprintf(stderr, "usage: ttq-bench-qmatvec [--cols N] [--bits 8,5,4,3,2] [--rounds R] [--threads T]\n");
       return 2;
     }
   }
-  if (cols < 32 || cols % 32 || cols > 16384 || rounds < 1) {
-    fprintf(stderr, "ttq-bench-qmatvec: --cols must be a multiple of 32 in [32, 16384], --rounds >= 1\n");
+  if (cols < 32 || cols % 32 || cols > 16384 || rounds < 1 || nt < 1 || nt > 64) {
+    fprintf(stderr, "ttq-bench-qmatvec: --cols must be a multiple of 32 in [32, 16384], --rounds >= 1, --threads in [1, 64]\n");
     return 2;
   }
   const ttq_kernels *best = ttq_kernels_select(NULL), *scalar = ttq_kernels_select("scalar");
@@ -70,8 +78,8 @@ int main(int argc, char **argv) {
   void *buf = aligned_alloc(64, (ttq_qact_bytes(cols) + 63) / 64 * 64);
   if (!x || !buf) return 1;
   for (int64_t i = 0; i < cols; i++) x[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
-  printf("kernels %s, cols %lld, group 32, one thread, best of %d rounds\n", best->name,
-         (long long)cols, rounds);
+  printf("kernels %s, cols %lld, group 32, cache: one thread, memory: %d, best of %d rounds\n",
+         best->name, (long long)cols, nt, rounds);
   printf("%-5s %-7s %-6s %10s %9s %8s\n", "bits", "where", "mode", "GB/s", "weight/ns", "ratio");
   for (int bi = 0; bi < nbits; bi++) {
     const int b = bits[bi];
@@ -97,19 +105,23 @@ int main(int argc, char **argv) {
       ttq_qact a;
       ttq_qact_prepare(k, &qc, x, buf, &a);
       const int reps = (int)(2e8 / bc) + 1;
-      double t = time_products(k, &qc, &a, y, mo == 0 ? reps / 20 + 1 : reps, rounds);
+      double t = time_products(k, &qc, &a, y, mo == 0 ? reps / 20 + 1 : reps, rounds, 1);
       if (mo == 0) scalar_t = t;
       printf("%-5d %-7s %-6s %10.1f %9.2f %7.2fx\n", b, "cache", modes[mo], bc / t / 1e9,
              (double)qc.rows * cols / t / 1e9, scalar_t / t);
       if (mo == 0) continue;
       ttq_qact_prepare(k, &qm, x, buf, &a);
-      double tm = time_products(k, &qm, &a, y, 1, rounds);
+      double tm = time_products(k, &qm, &a, y, 1, rounds, nt);
       double ts = 1e30;
       for (int r = 0; r < rounds; r++) {
         double t0 = omp_get_wtime();
         const size_t codes = (size_t)qm.rows * (size_t)cols / 8 * (size_t)b;
-        volatile uint64_t sink = best->stream(qm.codes, codes);
-        (void)sink;
+#pragma omp parallel num_threads(nt)
+        {
+          const size_t per = (codes / (size_t)nt + 63) / 64 * 64, o = per * (size_t)omp_get_thread_num();
+          volatile uint64_t sink = o < codes ? best->stream(qm.codes + o, o + per < codes ? per : codes - o) : 0;
+          (void)sink;
+        }
         double tt = (omp_get_wtime() - t0) * bm / (double)codes; /* per bm bytes */
         if (tt < ts) ts = tt;
       }

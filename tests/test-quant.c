@@ -549,3 +549,61 @@ TEST_IMPL(quant_near_ties_exact) {
   free(Wf), free(D);
   return 0;
 }
+
+/* A matrix placed in caller memory (ttq_qmatrix_place) is the allocated matrix in other
+ * storage: the same bytes after the same quantization and the same products; its parts lie in
+ * order inside the span, 64-byte aligned; ttq_qmatrix_free leaves the memory to the caller
+ * (under ASan a free of it would be reported); invalid shapes and misaligned memory are refused
+ * with the reason. */
+TEST_IMPL(quant_placed_matches_allocated) {
+  const ttq_kernels *K = ttq_kernels_select(NULL);
+  uint64_t rng = 77;
+  const int64_t rows = 40, cols = 512;
+  float *W = malloc((size_t)(rows * cols) * sizeof *W), *x = malloc((size_t)cols * sizeof *x);
+  float ya[40], yp[40];
+  for (int64_t i = 0; i < rows * cols; i++) W[i] = test_rand_f32(&rng);
+  for (int64_t i = 0; i < cols; i++) x[i] = test_rand_f32(&rng);
+  for (size_t bi = 0; bi < sizeof all_bits / sizeof *all_bits; bi++) {
+    const int bits = all_bits[bi], G = bits == 3 ? 64 : 32;
+    ttq_qmatrix qa, qp;
+    size_t span;
+    ASSERT_OK(ttq_qmatrix_span(rows, cols, bits, G, &span, NULL));
+    ASSERT(span >= ttq_qmatrix_bytes_for(rows, cols, bits, G) && span % 64 == 0);
+    uint8_t *mem = aligned_alloc(64, span + 64);
+    memset(mem + span, 0xa5, 64); /* a guard after the span */
+    ASSERT_OK(ttq_qmatrix_alloc(&qa, rows, cols, bits, G, NULL));
+    ASSERT_OK(ttq_qmatrix_place(&qp, rows, cols, bits, G, mem, NULL));
+    ASSERT(qp.placed && !qa.placed && qp.codes == mem);
+    const size_t cb = (size_t)(rows * cols / 8 * bits), db = (size_t)(rows * (cols / G)) * 2;
+    ASSERT((uint8_t *)qp.d >= qp.codes + cb && (uint8_t *)qp.z >= (uint8_t *)qp.d + db);
+    ASSERT((uint8_t *)qp.z + db / 2 <= mem + span);
+    ASSERT((uintptr_t)qp.d % 64 == 0 && (uintptr_t)qp.z % 64 == 0);
+    ttq_quantize_rows(&qa, TTQ_F32, W, NULL, 0, rows);
+    ttq_quantize_rows(&qp, TTQ_F32, W, NULL, 0, rows);
+    ASSERT(memcmp(qa.codes, qp.codes, cb) == 0 && memcmp(qa.d, qp.d, db) == 0 &&
+           memcmp(qa.z, qp.z, db / 2) == 0);
+    for (int i = 0; i < 64; i++) ASSERTF(mem[span + i] == 0xa5, "bits %d: wrote past the span", bits);
+    ttq_qmatvec(K, &qa, x, ya, 0, rows);
+    ttq_qmatvec(K, &qp, x, yp, 0, rows);
+    ASSERT(memcmp(ya, yp, sizeof ya) == 0);
+    ttq_qmatrix_free(&qp);
+    ASSERT(qp.codes == NULL && !qp.placed);
+    ttq_qmatrix_free(&qa);
+    free(mem);
+  }
+  ttq_diag d;
+  ttq_qmatrix q;
+  size_t span = 1;
+  ASSERT(ttq_qmatrix_span(8, 100, 4, 32, &span, &d) == TTQ_EINVAL && span == 0);
+  ASSERTF(strstr(d.msg, "cols") && strstr(d.msg, "100"), "%s", d.msg);
+  ASSERT(ttq_qmatrix_span(0, 256, 4, 32, &span, &d) == TTQ_EINVAL && strstr(d.msg, "rows"));
+  ASSERT(ttq_qmatrix_span(INT64_MAX / 2, 1024, 8, 32, &span, &d) == TTQ_EINVAL &&
+         strstr(d.msg, "too large"));
+  uint8_t *mem = aligned_alloc(64, 4096);
+  ASSERT(ttq_qmatrix_place(&q, 4, 256, 4, 32, mem + 8, &d) == TTQ_EINVAL && strstr(d.msg, "aligned"));
+  ASSERT(ttq_qmatrix_place(&q, 4, 256, 7, 32, mem, &d) == TTQ_EINVAL && strstr(d.msg, "bits"));
+  ASSERT(q.codes == NULL);
+  free(mem);
+  free(W), free(x);
+  return 0;
+}

@@ -494,3 +494,41 @@ TEST_IMPL(ttq_fused_matches_separate) {
   free(gguf);
   return rc;
 }
+
+/* ttq_qmodel_init places every matrix in one buffer in the order decode reads them (layer by
+ * layer, ttq_proj order), each at the offset the spans before it give, and the buffer is exactly
+ * their sum; ttq_qmodel_bytes counts the packed bytes in it. */
+TEST_IMPL(qmodel_arena_in_decode_order) {
+  ttq_model *m;
+  int32_t *ids;
+  size_t n;
+  ASSERT_OK(load_bundled_tokenized("a", &m, &ids, &n));
+  ttq_qcfg cfg = ttq_qcfg_default();
+  const int bits[] = {4, 3, 8};
+  for (int bi = 0; bi < 3; bi++) {
+    cfg.bits = bits[bi];
+    ttq_qmodel q;
+    ttq_diag d;
+    ASSERT_OK(ttq_qmodel_init(&q, m, &cfg, NULL, &d));
+    const uint8_t *at = q.arena;
+    size_t packed = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+      for (int p = 0; p < TTQ_N_PROJ; p++) {
+        const ttq_qmatrix *qm = &q.layers[l].w[p];
+        const ttq_tensor *w = ttq_proj_weight(m, l, p);
+        size_t span;
+        ASSERT_OK(ttq_qmatrix_span(w->shape[0], w->shape[1], cfg.bits, cfg.group, &span, NULL));
+        ASSERTF(qm->placed && qm->codes == at, "bits %d layer %d proj %d not at its offset",
+                cfg.bits, l, p);
+        ASSERT((const uint8_t *)qm->z + (size_t)qm->rows * (size_t)(qm->cols / qm->group) <= at + span);
+        at += span;
+        packed += ttq_qmatrix_bytes(qm);
+      }
+    ASSERT(ttq_qmodel_bytes(&q) == packed);
+    ttq_qmodel_free(&q);
+    ASSERT(q.arena == NULL);
+  }
+  free(ids);
+  ttq_model_free(m);
+  return 0;
+}
