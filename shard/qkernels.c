@@ -463,25 +463,34 @@ VNNI_TARGET static void quant_blocks16(const float *x, int64_t nb, float Q, int1
   }
 }
 
+/* x-hat of 16 values of one 32-block: its rounded values nat times the block's scale sx, the
+ * dequantized activation the integer kernels multiply with. */
+VNNI_TARGET static ALWAYS_INLINE __m512 xhat16(const int16_t *nat, float sx) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)nat))),
+                       _mm512_set1_ps(sx));
+}
+
 /* x-hat = quantize-dequantize of x exactly as the int8 (Q = 127) / int16 (Q = 32767) kernels
- * see it, for qmatmul to give the same products, and their group sums S_g = sum x-hat. */
+ * see it, for qmatmul to give the same products. */
 VNNI_TARGET static void fake_quant_x(const float *x, int64_t cols, float Q, float *out) {
   int16_t nat[32];
   float sx;
   for (int64_t b = 0; b < cols / 32; b++) {
     quant_blocks16(x + 32 * b, 1, Q, nat, &sx);
-    __m512 s = _mm512_set1_ps(sx);
-    _mm512_storeu_ps(out + 32 * b, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)nat))), s));
-    _mm512_storeu_ps(out + 32 * b + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(nat + 16)))), s));
+    _mm512_storeu_ps(out + 32 * b, xhat16(nat, sx));
+    _mm512_storeu_ps(out + 32 * b + 16, xhat16(nat + 16, sx));
   }
 }
 
-VNNI_TARGET static void group_sums_hat(const float *x, int64_t cols, int G, float Q, float *S) {
-  float xh[1024];
+/* The group sums S_g = sum x-hat of an activation already rounded (nat, sx of quant_blocks16),
+ * summed 16 lanes at a time in column order: the same values fake_quant_x's output sums to,
+ * without rounding x a second time. */
+VNNI_TARGET static void group_sums_nat(const int16_t *nat, const float *sx, int64_t cols, int G,
+                                       float *S) {
   for (int64_t g = 0; g < cols / G; g++) {
-    fake_quant_x(x + g * G, G, Q, xh);
-    __m512 a = _mm512_loadu_ps(xh);
-    for (int i = 16; i < G; i += 16) a = _mm512_add_ps(a, _mm512_loadu_ps(xh + i));
+    const int64_t c0 = g * G;
+    __m512 a = xhat16(nat + c0, sx[c0 / 32]);
+    for (int64_t c = c0 + 16; c < c0 + G; c += 16) a = _mm512_add_ps(a, xhat16(nat + c, sx[c / 32]));
     S[g] = _mm512_reduce_add_ps(a);
   }
 }
@@ -690,8 +699,8 @@ VNNI_TARGET static ALWAYS_INLINE void rows_i8(const int bits, const int gf, cons
 
 VNNI_TARGET static void prep_i8(const ttq_qmatrix *q, const float *x, scratch *s) {
   const int64_t nb = q->cols / 32, kb = q->group / 32;
-  group_sums_hat(x, q->cols, q->group, 127.0f, s->S);
   quantize_x(x, q->cols, q->bits, s);
+  group_sums_nat(s->nat, s->sx, q->cols, q->group, s->S);
   for (int64_t b = 0; b < nb; b++) s->gi[b] = (int32_t)(b / kb);
 }
 
@@ -883,10 +892,10 @@ VNNI_TARGET static ALWAYS_INLINE void rows_split(const int bits, const int gf, c
 
 VNNI_TARGET static void prep_i16(const ttq_qmatrix *q, const float *x, scratch *s) {
   const int64_t nb = q->cols / 32, kb = q->group / 32;
-  group_sums_hat(x, q->cols, q->group, 32767.0f, s->S);
   for (int64_t b = 0; b < nb; b++) s->gi[b] = (int32_t)(b / kb);
   if (q->bits != 8) quantize_xsplit(x, q->cols, q->bits, s, XSPLIT_OFF(nb));
   else quantize_x16(x, q->cols, s, s->nat);
+  group_sums_nat(s->nat, s->sx, q->cols, q->group, s->S);
 }
 
 VNNI_TARGET static ALWAYS_INLINE void rows_i16_bits(const int gf, const ttq_qmatrix *q, scratch *s,
