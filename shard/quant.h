@@ -73,7 +73,7 @@ int ttq_qmatrix_alloc(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int 
  * 64-byte boundary, in *span bytes (ttq_qmatrix_span: 0 or TTQ_EINVAL with the reason, as
  * ttq_qmatrix_alloc). mem: 64-byte aligned, *span bytes, outlives q; ttq_qmatrix_free forgets
  * q without freeing it. Why: a model's matrices placed one after the other in one huge-page
- * buffer stream at 1.10x the speed of separate allocations in decode (docs/BENCHMARKS.md). */
+ * buffer decode 1.04-1.17x faster than in separate allocations (docs/BENCHMARKS.md). */
 int ttq_qmatrix_span(int64_t rows, int64_t cols, int bits, int group, size_t *span, ttq_diag *d);
 int ttq_qmatrix_place(ttq_qmatrix *q, int64_t rows, int64_t cols, int bits, int group, void *mem,
                       ttq_diag *d);

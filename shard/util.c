@@ -108,10 +108,11 @@ void ttq__unmap_file(ttq_mapfile *m) {
 
 void *ttq__alloc_huge(size_t n) {
   const size_t huge = (size_t)2 << 20;
+  if (n >= huge && n <= SIZE_MAX - huge) n = (n + huge - 1) / huge * huge; /* no 4 KiB tail */
   void *p = NULL;
   if (posix_memalign(&p, huge, n ? n : 1) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
-  if (n >= huge) (void)madvise(p, n / huge * huge, MADV_HUGEPAGE);
+  if (n >= huge) (void)madvise(p, n, MADV_HUGEPAGE);
 #endif
   return p;
 }

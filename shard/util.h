@@ -23,9 +23,10 @@ typedef struct ttq_mapfile {
 int ttq__map_file(const char *path, ttq_mapfile *out, ttq_diag *d);
 void ttq__unmap_file(ttq_mapfile *m);
 
-/* n bytes, 2 MiB-aligned, its whole 2 MiB pages advised as transparent huge pages (advice only:
- * 4 KiB pages still work), or NULL. Free with free(). For memory streamed again and again
- * (weights, the bandwidth probe): one TLB entry per 2 MiB instead of 512. */
+/* n bytes, 2 MiB-aligned, or NULL; from 2 MiB up, rounded up to whole 2 MiB pages (less than
+ * 2 MiB more) and advised as transparent huge pages (advice only: 4 KiB pages still work).
+ * Free with free(). For memory streamed again and again (weights, the bandwidth probe): one
+ * TLB entry per 2 MiB instead of 512. */
 void *ttq__alloc_huge(size_t n);
 
 /* Read a whole (small) file into a NUL-terminated buffer; caller frees with free(). */
