@@ -288,7 +288,7 @@ static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS,
 }
 
 /* Fused TTQ: D of this complete input (the whole prompt is this chunk) into s->fuse_d, and 1/D
- * into the quantized model. The sums are those ttq_stats_add_slice would make from zero, in the
+ * into the quantized model. The sums are those ttq_stats_add_cols would make from zero, in the
  * same order; for an input every rank holds whole (attn, mlp) rank 0's sums are shared by an
  * allreduce (the others add zeros), exactly as the statistics of the separate pass are. */
 static void fuse_scale(ttq_state *s, int l, int input, const float *X, int n, int width) {
@@ -298,7 +298,7 @@ static void fuse_scale(ttq_state *s, int l, int input, const float *X, int n, in
   double *sq = s->fuse_sq;
   const bool mine = !tp || tp->rank == 0 || !replicated;
   /* channels split over the threads; each channel sums over t in order (x^2 is exact in double,
-   * so vector and fused forms give the same sums as ttq_stats_add_slice) */
+   * so vector and fused forms give the same sums as ttq_stats_add_cols) */
 #pragma omp parallel for num_threads(s->threads) schedule(static)
   for (int c0 = 0; c0 < width; c0 += 256) {
     const int c1 = c0 + 256 < width ? c0 + 256 : width;
@@ -350,8 +350,11 @@ static const float *layer_input(ttq_state *s, int l, int input, const float *X, 
     const bool replicated = input == TTQ_IN_ATTN || input == TTQ_IN_MLP;
     if (!tp || tp->rank == 0 || !replicated) {
       double t0 = omp_get_wtime();
-      ttq_stats_add_slice(s->stats, l, input, X, n, width, ttq_tp_input_offset(tp, input),
-                          !tp || tp->rank == 0);
+      const int off = ttq_tp_input_offset(tp, input);
+#pragma omp parallel for num_threads(s->threads) schedule(static)
+      for (int c0 = 0; c0 < width; c0 += 256) /* channels split over the threads, as fuse_scale */
+        ttq_stats_add_cols(s->stats, l, input, X, n, width, off, c0, c0 + 256 < width ? c0 + 256 : width);
+      if (!tp || tp->rank == 0) *ttq_stats_count(s->stats, l, input) += n;
       s->stats_ms += (omp_get_wtime() - t0) * 1e3;
     }
   }

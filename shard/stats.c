@@ -45,30 +45,23 @@ double *ttq_stats_count(const ttq_stats *s, int layer, int input) {
   return ttq_stats_sumsq(s, layer, input) + 2 * (size_t)s->width[input];
 }
 
-void ttq_stats_add(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld) {
-  double *sq = ttq_stats_sumsq(s, layer, input), *ab = ttq_stats_sumabs(s, layer, input);
-  const int w = s->width[input];
-  for (int t = 0; t < n; t++) {
-    const float *x = X + (size_t)t * ld;
-    for (int c = 0; c < w; c++) {
-      sq[c] += (double)x[c] * x[c];
+void ttq_stats_add_cols(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld,
+                        int offset, int c0, int c1) {
+  double *restrict sq = ttq_stats_sumsq(s, layer, input) + offset;
+  double *restrict ab = ttq_stats_sumabs(s, layer, input) + offset;
+  for (int t = 0; t < n; t++) { /* each channel sums its rows in order: the same on any split */
+    const float *restrict x = X + (size_t)t * (size_t)ld;
+#pragma omp simd
+    for (int c = c0; c < c1; c++) {
+      sq[c] += (double)x[c] * x[c]; /* exact product: the same with or without contraction */
       ab[c] += fabs((double)x[c]);
     }
   }
-  *ttq_stats_count(s, layer, input) += n;
 }
 
-void ttq_stats_add_slice(ttq_stats *s, int layer, int input, const float *X, int n, int width,
-                         int offset, bool add_count) {
-  double *sq = ttq_stats_sumsq(s, layer, input) + offset, *ab = ttq_stats_sumabs(s, layer, input) + offset;
-  for (int t = 0; t < n; t++) {
-    const float *x = X + (size_t)t * width;
-    for (int c = 0; c < width; c++) {
-      sq[c] += (double)x[c] * x[c];
-      ab[c] += fabs((double)x[c]);
-    }
-  }
-  if (add_count) *ttq_stats_count(s, layer, input) += n;
+void ttq_stats_add(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld) {
+  ttq_stats_add_cols(s, layer, input, X, n, ld, 0, 0, s->width[input]);
+  *ttq_stats_count(s, layer, input) += n;
 }
 
 int ttq_stats_merge(ttq_stats *dst, const ttq_stats *src, ttq_diag *d) {

@@ -36,10 +36,12 @@ double *ttq_stats_count(const ttq_stats *s, int layer, int input);
 
 /* Adds n rows of X (row stride ld floats, width[input] channels). Can't fail. */
 void ttq_stats_add(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld);
-/* Adds n rows of X holding channels [offset, offset + width) of the input (row stride width);
- * the token count only when add_count. Can't fail. */
-void ttq_stats_add_slice(ttq_stats *s, int layer, int input, const float *X, int n, int width,
-                         int offset, bool add_count);
+/* Adds columns [c0, c1) of n rows of X (row stride ld floats) to channels offset + c0 ..
+ * offset + c1 - 1; the token count is not touched. Each channel sums its rows in order, so any
+ * split of the columns gives the sums of one call; calls on disjoint columns may run on
+ * different threads. Can't fail. */
+void ttq_stats_add_cols(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld,
+                        int offset, int c0, int c1);
 /* dst += src (same shape, else TTQ_EINVAL). */
 int ttq_stats_merge(ttq_stats *dst, const ttq_stats *src, ttq_diag *d);
 

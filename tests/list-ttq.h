@@ -1,5 +1,6 @@
 /* list-ttq.h -- tests of statistics, per-prompt quantization, low-rank factors, AWQ. */
 TEST_ENTRY(stats_match_recomputation)
+TEST_ENTRY(stats_column_split_identical)
 TEST_ENTRY(lowrank_reconstructs_and_caches)
 TEST_ENTRY(awq_file_roundtrip)
 TEST_ENTRY(ttq_8bit_matches_fp_qwen3)
