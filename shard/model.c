@@ -743,7 +743,7 @@ void ttq_model_pin(ttq_model *m) {
   per_token_tensors(m, ts);
   size_t total = 0;
   for (int i = 0; i < n; i++) total += (ts[i]->nbytes + 63) / 64 * 64;
-  void *a = total < huge ? NULL : ttq__alloc_huge((total + huge - 1) / huge * huge);
+  void *a = total < huge ? NULL : ttq__alloc_huge(total); /* whole huge pages (util.h) */
   if (!a) {
     free(ts);
     return;
