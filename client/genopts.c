@@ -76,6 +76,14 @@ int ttqc_genopts_opt(const char *cmd, int code, char *arg, ttqc_genopts *g) {
     if (ttqc_parse_double(cmd, "--lambda", arg, 0, 1e6, false, &f)) return TTQC_E_USAGE;
     g->has_lambda = true, g->lambda = (float)f;
     return 1;
+  case TTQC_OPT_HEAD_BITS:
+    if (ttqc_parse_long(cmd, "--head-bits", arg, 0, 8, &v)) return TTQC_E_USAGE;
+    if (v == 1 || v == 6 || v == 7) {
+      fprintf(stderr, "ttq %s: --head-bits: %ld is not one of 0, 2, 3, 4, 5, 8\n", cmd, v);
+      return TTQC_E_USAGE;
+    }
+    g->has_head_bits = true, g->head_bits = (uint32_t)v;
+    return 1;
   default: return 0;
   }
 }
@@ -95,7 +103,8 @@ void ttqc_genopts_apply(const ttqc_genopts *g, Ttq__GenerateRequest *gr, Ttq__Qu
   q->has_rank = g->has_rank, q->rank = g->rank;
   q->has_alpha = g->has_alpha, q->alpha = g->alpha;
   q->has_lambda = g->has_lambda, q->lambda = g->lambda;
+  q->has_head_bits = g->has_head_bits, q->head_bits = g->head_bits;
   bool any = g->method || g->has_bits || g->has_group || g->has_rank || g->has_alpha ||
-             g->has_lambda;
+             g->has_lambda || g->has_head_bits;
   gr->quant = any ? q : NULL;
 }

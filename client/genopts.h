@@ -21,8 +21,8 @@ typedef struct {
   char *stop[TTQC_MAX_STOPS];
   size_t n_stop;
   char *method; /* NULL = unset */
-  bool has_bits, has_group, has_rank, has_alpha, has_lambda;
-  uint32_t bits, group, rank;
+  bool has_bits, has_group, has_rank, has_alpha, has_lambda, has_head_bits;
+  uint32_t bits, group, rank, head_bits;
   float alpha, lambda;
 } ttqc_genopts;
 
@@ -39,6 +39,7 @@ typedef struct {
   {"rank", required_argument, 0, TTQC_OPT_RANK},                                               \
   {"alpha", required_argument, 0, TTQC_OPT_ALPHA},                                             \
   {"lambda", required_argument, 0, TTQC_OPT_LAMBDA},                                           \
+  {"head-bits", required_argument, 0, TTQC_OPT_HEAD_BITS},                                     \
   {"deadline-ms", required_argument, 0, TTQC_OPT_DEADLINE_MS}
 
 #define TTQC_GEN_USAGE                                                                         \
@@ -56,7 +57,8 @@ typedef struct {
   "  --group G             8..1024, must divide every input width\n"                          \
   "  --rank R              TTQ(r) low-rank term, 0..4096, 0 = off\n"                          \
   "  --alpha A             0..4: D = (mean x^2 + lambda)^alpha\n"                             \
-  "  --lambda L            0..1e6\n"
+  "  --lambda L            0..1e6\n"                                                        \
+  "  --head-bits B         output head: 2, 3, 4, 5 or 8 bits, 0 = unquantized\n"
 
 /* Handles one generation option: 1 handled, 0 not one, TTQC_E_USAGE (message printed). */
 int ttqc_genopts_opt(const char *cmd, int code, char *arg, ttqc_genopts *g);

@@ -24,6 +24,8 @@ void ttqc_report_quant_str(const Ttq__Quantization *q, char *buf, size_t n) {
     if (q->has_alpha) ADD(" alpha %.2f", q->alpha);
     if (q->has_lambda) ADD(" lambda %.2f", q->lambda);
   }
+  if (q->has_head_bits && q->head_bits) ADD(" head W%u", q->head_bits);
+  else if (q->has_head_bits) ADD(" head fp");
 #undef ADD
 }
 
@@ -110,6 +112,7 @@ void ttqc_report_done_json(FILE *f, const char *id, const Ttq__Done *d) {
     ttqc_json_key(f, "lambda", 0);
     if (q->has_lambda) ttqc_json_float(f, q->lambda);
     else fputs("null", f);
+    num_field(f, "head_bits", q->has_head_bits, q->head_bits);
     fputc('}', f);
   }
   fputs("}\n", f);

@@ -10,7 +10,8 @@
 
 #include "ttq.pb-c.h"
 
-/* "ttq W4 g32 r0 alpha 0.50 lambda 0.40" / "rtn W3 g32 r0" / "fp" (the set fields only). */
+/* "ttq W4 g32 r0 alpha 0.50 lambda 0.40 head W8" / "rtn W3 g32 r0 head fp" / "fp" (the set
+ * fields only). */
 void ttqc_report_quant_str(const Ttq__Quantization *q, char *buf, size_t n);
 /* "[ttq CMD] prompt 12 tokens | generated 64 tokens | ttft ... | finish: length | ..." + \n */
 void ttqc_report_done_text(FILE *f, const char *cmd, const Ttq__Done *d);

@@ -160,6 +160,14 @@ int ttqd_quant_opt(const char *cmd, int c, const char *arg, ttq_engine_opts *o) 
     return 1;
   case TTQD_OPT_SUM: o->q.mean = false; return 1;
   case TTQD_OPT_CALIB: o->calib_path = arg; return 1;
+  case TTQD_OPT_HEAD_BITS:
+    if (ttqd_parse_int(cmd, "--head-bits", arg, 0, 8, &v)) return -1;
+    if (v == 1 || v == 6 || v == 7) {
+      fprintf(stderr, "ttqd %s: --head-bits: %ld is not one of 0, 2, 3, 4, 5, 8\n", cmd, v);
+      return -1;
+    }
+    o->q.head_bits = (int)v;
+    return 1;
   case TTQD_OPT_SEARCH:
     if (ttqd_parse_int(cmd, "--search", arg, 0, 64, &v)) return -1;
     o->q.search = (int)v;

@@ -56,13 +56,15 @@ static double read_bandwidth(const ttq_kernels *k, int threads) {
 }
 
 /* Bytes of weights every decoded token reads: the linear layers as the request stores them
- * (quantized or not), the norms, the output head; of the embedding table only one row. */
+ * (quantized or not), the norms, the output head (quantized or not); of the embedding table
+ * only one row. */
 static size_t bytes_per_token(const ttq_engine *e) {
   const ttq_model *m = e->m;
   size_t b = ttq_model_weight_bytes(m), lin = 0;
   for (int l = 0; l < m->cfg.n_layers; l++)
     for (int p = 0; p < TTQ_N_PROJ; p++) lin += ttq_proj_weight(m, l, p)->nbytes;
-  b = b - lin + ttq_engine_linear_bytes(e);
+  b = b - lin + ttq_engine_linear_bytes(e); /* with the quantized head, if any */
+  if (e->has_qm && e->qm.has_head) b -= m->head.nbytes;
   if (!m->cfg.tied_head) b -= m->embed.nbytes;
   return b + m->embed.nbytes / (size_t)m->cfg.vocab;
 }

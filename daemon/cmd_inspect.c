@@ -82,6 +82,12 @@ int ttqd_cmd_inspect(int argc, char **argv) {
   for (int l = 0; l < c_->n_layers; l++)
     for (int p = 0; p < TTQ_N_PROJ; p++) lin += ttq_proj_weight(m, l, p)->nbytes;
   size_t qb = eo.q.method == TTQ_METHOD_FP ? lin : quant_bytes(m, &eo.q);
+  /* the quantized head replaces a separate head; a tied one stays for the embedding lookups */
+  size_t qhead = 0, total = bytes - lin + qb;
+  if (eo.q.method != TTQ_METHOD_FP && eo.q.head_bits > 0) {
+    qhead = ttq_qmatrix_bytes_for(m->head.shape[0], m->head.shape[1], eo.q.head_bits, eo.q.group);
+    total += qhead - (c_->tied_head ? 0 : m->head.nbytes);
+  }
   char qs[128];
   ttq_qcfg_str(&eo.q, qs, sizeof qs);
   if (json) {
@@ -90,12 +96,12 @@ int ttqd_cmd_inspect(int argc, char **argv) {
            "\"rope_theta\":%g,\"norm_eps\":%g,\"tied_head\":%s,\"qk_norm\":%s,\"bos\":%d,"
            "\"add_bos\":%s,\"params\":%lld,\"weight_bytes\":%zu,\"weight_dtype\":\"%s\","
            "\"quant\":\"%s\",\"linear_bytes\":%zu,\"quant_linear_bytes\":%zu,"
-           "\"quant_total_bytes\":%zu}\n",
+           "\"quant_head_bytes\":%zu,\"quant_total_bytes\":%zu}\n",
            m->path, m->format, ttq_arch_name(c_->arch), c_->dim, c_->n_layers, c_->n_heads,
            c_->n_kv_heads, c_->head_dim, c_->ffn_dim, c_->vocab, c_->max_pos, c_->rope_theta,
            c_->norm_eps, c_->tied_head ? "true" : "false", c_->qk_norm ? "true" : "false",
            c_->bos_id, c_->add_bos ? "true" : "false", (long long)params, bytes,
-           ttq_dtype_name(L->wq.dtype), qs, lin, qb, bytes - lin + qb);
+           ttq_dtype_name(L->wq.dtype), qs, lin, qb, qhead, total);
   } else {
     printf("model         %s (%s)\n", m->path, m->format);
     printf("architecture  %s%s\n", ttq_arch_name(c_->arch),
@@ -119,10 +125,14 @@ int ttqd_cmd_inspect(int argc, char **argv) {
       int64_t lin_params = 0;
       for (int l = 0; l < c_->n_layers; l++)
         for (int p = 0; p < TTQ_N_PROJ; p++) lin_params += ttq_tensor_numel(ttq_proj_weight(m, l, p));
-      printf("quantized     %s: linear layers %zu -> %zu bytes (%.3f bits per weight), "
-             "model %.2f MiB (embedding, norms and head stay %s)\n",
-             qs, lin, qb, 8.0 * qb / lin_params, (bytes - lin + qb) / 1048576.0,
-             ttq_dtype_name(m->embed.dtype));
+      printf("quantized     %s: linear layers %zu -> %zu bytes (%.3f bits per weight), ", qs,
+             lin, qb, 8.0 * qb / lin_params);
+      if (qhead)
+        printf("head %zu -> %zu bytes, model %.2f MiB (embedding and norms stay %s)\n",
+               m->head.nbytes, qhead, total / 1048576.0, ttq_dtype_name(m->embed.dtype));
+      else
+        printf("model %.2f MiB (embedding, norms and head stay %s)\n", total / 1048576.0,
+               ttq_dtype_name(m->embed.dtype));
     }
     if (tensors) ttq_model_each_tensor(m, print_tensor, NULL);
   }

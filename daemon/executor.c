@@ -19,14 +19,14 @@ enum { WIRE_JOB = 1, WIRE_SHUTDOWN = 2 };
 /* What every rank needs to run a job (rank 0 broadcasts it; ids follow). */
 typedef struct wire_job {
   int32_t kind, n_prompt;
-  int32_t method, bits, group, rank, mean, search;
+  int32_t method, bits, group, rank, mean, search, head_bits;
   float alpha, lambda;
 } wire_job;
 
 static bool same_q(const ttq_qcfg *a, const ttq_qcfg *b) {
   return a->method == b->method && a->bits == b->bits && a->group == b->group &&
          a->rank == b->rank && a->alpha == b->alpha && a->lambda == b->lambda &&
-         a->mean == b->mean && a->search == b->search;
+         a->mean == b->mean && a->search == b->search && a->head_bits == b->head_bits;
 }
 
 /* Makes x->eng use settings q (engines are reused while the settings stay the same). */
@@ -258,7 +258,7 @@ static int run_job_root(ttqd_exec *x, ttqd_job *j) {
     return 0;
   }
   wire_job w = {WIRE_JOB, j->n_prompt, (int32_t)j->q.method, j->q.bits, j->q.group,
-                j->q.rank, j->q.mean, j->q.search, j->q.alpha, j->q.lambda};
+                j->q.rank, j->q.mean, j->q.search, j->q.head_bits, j->q.alpha, j->q.lambda};
   ttqd_comm_bcast(&w, sizeof w, true);
   ttqd_comm_bcast(j->ids, j->n_prompt * (int)sizeof *j->ids, false);
   ttq_diag d = {0};
@@ -307,7 +307,7 @@ static int run_job_worker(ttqd_exec *x, const wire_job *w) {
   if (!ids) return -1; /* the broadcast below would be missed: abort */
   ttqd_comm_bcast(ids, w->n_prompt * (int)sizeof *ids, false);
   ttq_qcfg q = {(ttq_method)w->method, w->bits, w->group, w->rank, w->alpha, w->lambda,
-                w->mean != 0, w->search};
+                w->mean != 0, w->search, w->head_bits};
   ttq_diag d = {0};
   bool ok = ensure_engine(x, &q, &d) == 0;
   if (!ok) fprintf(stderr, "ttqd serve (rank %d): engine: %s\n", x->rank, d.msg);
@@ -358,7 +358,7 @@ int ttqd_exec_run(ttqd_exec *x) {
     ttqd_job *j = ttqd_jobq_pop(x->q, 200, &closed);
     if (!j) {
       if (!closed) continue;
-      wire_job w = {WIRE_SHUTDOWN, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      wire_job w = {WIRE_SHUTDOWN, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
       ttqd_comm_bcast(&w, sizeof w, true);
       zmq_send(x->out, TTQD_EXEC_BYE, strlen(TTQD_EXEC_BYE), 0);
       return 0;

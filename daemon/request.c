@@ -63,6 +63,12 @@ static int quant_from_msg(const ttqd_req_ctx *c, const Ttq__Quantization *qm, tt
       return refuse(r, INVALID, "quant.lambda: %g is out of range [0, 1e6]", (double)qm->lambda);
     q->lambda = qm->lambda;
   }
+  if (qm->has_head_bits) {
+    const uint32_t h = qm->head_bits;
+    if (h != 0 && h != 2 && h != 3 && h != 4 && h != 5 && h != 8)
+      return refuse(r, INVALID, "quant.head_bits: %u is not one of 0, 2, 3, 4, 5, 8", h);
+    q->head_bits = (int)h;
+  }
   if (q->method == TTQ_METHOD_FP) return 0;
   ttq_diag d = {0};
   const ttq_config *mc = &c->m->cfg;
@@ -275,6 +281,8 @@ void ttqd_quant_to_msg(const ttq_qcfg *q, Ttq__Quantization *msg) {
   ttq__quantization__init(msg);
   msg->method = (char *)ttq_method_name(q->method);
   msg->has_bits = msg->has_group = msg->has_rank = msg->has_alpha = msg->has_lambda = 1;
+  msg->has_head_bits = 1;
+  msg->head_bits = (uint32_t)q->head_bits;
   msg->bits = (uint32_t)q->bits;
   msg->group = (uint32_t)q->group;
   msg->rank = (uint32_t)q->rank;

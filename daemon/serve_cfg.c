@@ -67,6 +67,8 @@ static const setting settings[] = {
     {"lambda", S_QUANT, 0, 0, 0, TTQD_OPT_LAMBDA, "default lambda (default 0.4)"},
     {"sum", S_QUANT, 0, 0, 0, TTQD_OPT_SUM, "D from the sum of squares instead of the mean"},
     {"calib", S_QUANT, 0, 0, 0, TTQD_OPT_CALIB, "AWQ calibration file (for quant awq)"},
+    {"head-bits", S_QUANT, 0, 0, 0, TTQD_OPT_HEAD_BITS,
+     "output head: 2, 3, 4, 5, 8 bits (round to nearest) or 0 = unquantized (default 8)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof *settings)
 

@@ -73,7 +73,8 @@ int ttq_engine_decode(ttq_engine *e, int32_t token, float *logits, ttq_diag *d);
 /* Teacher-forced NLL of ids[1..n-1] (adds to nll, count), following the protocol above. */
 int ttq_engine_score(ttq_engine *e, const int32_t *ids, int n, double *nll, int64_t *count,
                      ttq_diag *d);
-/* Bytes the request's decode reads per token for the linear layers (quantized or not). */
+/* Bytes the request's decode reads per token for the linear layers (quantized or not) and the
+ * quantized output head, if any. */
 size_t ttq_engine_linear_bytes(const ttq_engine *e);
 
 #endif

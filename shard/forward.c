@@ -539,6 +539,26 @@ static void tp_allreduce(ttq_tp *tp, float *buf, size_t n) {
 }
 
 /* One chunk of n tokens (n <= max_batch) through all layers; logits of the requested rows. */
+/* Logits Y (n x this rank's vocabulary rows) of the n normalized rows X from the quantized head,
+ * rows split over the threads and one token by the prepared input, as in qlinear (so a single
+ * token's logits are decode_token's bit for bit). */
+static void head_rows_quantized(ttq_state *s, const float *X, int n, float *Y) {
+  const ttq_qmatrix *q = &s->qm->head;
+#pragma omp parallel num_threads(s->threads)
+  {
+    int64_t r0, r1;
+    const int id = omp_get_thread_num();
+    row_share(q->rows, omp_get_num_threads(), id, &r0, &r1);
+    if (r0 < r1 && n == 1) {
+      ttq_qact a;
+      ttq_qact_prepare(s->kern, q, X, s->qact_buf + (size_t)id * s->qact_stride, &a);
+      ttq_qmatvec_qact(s->kern, q, &a, Y, r0, r1);
+    } else if (r0 < r1) {
+      ttq_qmatmul(s->kern, q, X, n, Y, q->rows, r0, r1);
+    }
+  }
+}
+
 static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *logits,
                           bool all_logits) {
   const ttq_model *m = s->m;
@@ -593,13 +613,13 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
   for (int t = first; t < n; t++)
     rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, &m->final_norm, dim,
             c->norm_eps, s->kern, wtmp);
+  float *out = m->tp && m->tp->gather_logits ? s->logits_local : logits;
+  if (s->qm && s->qm->has_head) head_rows_quantized(s, s->xb, rows, out);
+  else linear(s, &m->head, s->xb, rows, out, NULL, NULL);
   if (m->tp && m->tp->gather_logits) { /* this rank's vocabulary rows, then everyone's */
-    linear(s, &m->head, s->xb, rows, s->logits_local, NULL, NULL);
     m->tp->gather_logits(m->tp->u, m->tp, s->logits_local, rows, logits);
     m->tp->sent_bytes += (uint64_t)rows * (uint64_t)m->head.shape[0] * sizeof(float);
     m->tp->calls++;
-  } else {
-    linear(s, &m->head, s->xb, rows, logits, NULL, NULL);
   }
 }
 
@@ -677,8 +697,14 @@ static void decode_token(ttq_state *s, int32_t token, float *logits) {
       float *out = tp && tp->gather_logits ? s->logits_local : logits;
       int64_t a, b;
       row_share(H->shape[0], nt, id, &a, &b);
-      for (int64_t r = a; r < b; r++)
-        out[r] = ttq_dot_row(s->kern, H->dtype, (const uint8_t *)H->data + (size_t)r * rb, xb, dim);
+      if (a < b && s->qm && s->qm->has_head) {
+        ttq_qact qa;
+        ttq_qact_prepare(s->kern, &s->qm->head, xb, s->qact_buf + (size_t)id * s->qact_stride, &qa);
+        ttq_qmatvec_qact(s->kern, &s->qm->head, &qa, out, a, b);
+      } else {
+        for (int64_t r = a; r < b; r++)
+          out[r] = ttq_dot_row(s->kern, H->dtype, (const uint8_t *)H->data + (size_t)r * rb, xb, dim);
+      }
     }
   }
   if (logits && tp && tp->gather_logits) {

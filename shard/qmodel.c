@@ -15,7 +15,7 @@ const int ttq_proj_input[TTQ_N_PROJ] = {TTQ_IN_ATTN, TTQ_IN_ATTN, TTQ_IN_ATTN, T
                                         TTQ_IN_MLP,  TTQ_IN_MLP,  TTQ_IN_DOWN};
 
 ttq_qcfg ttq_qcfg_default(void) {
-  ttq_qcfg c = {TTQ_METHOD_TTQ, 4, 32, 0, 0.5f, 0.4f, true, 0};
+  ttq_qcfg c = {TTQ_METHOD_TTQ, 4, 32, 0, 0.5f, 0.4f, true, 0, 8};
   return c;
 }
 
@@ -80,14 +80,19 @@ int ttq_method_parse(const char *s, ttq_method *out) {
 }
 
 void ttq_qcfg_str(const ttq_qcfg *c, char *buf, size_t cap) {
+  char head[16] = "";
+  if (c->method != TTQ_METHOD_FP)
+    snprintf(head, sizeof head, c->head_bits ? " head W%d" : " head fp", c->head_bits);
   if (c->method == TTQ_METHOD_FP) snprintf(buf, cap, "fp");
   else if (c->method == TTQ_METHOD_TTQ && c->search > 0)
-    snprintf(buf, cap, "ttq W%d g%d r%d alpha searched 1/%d..1 lambda %.2f %s", c->bits, c->group,
-             c->rank, c->search, c->lambda, c->mean ? "mean" : "sum");
+    snprintf(buf, cap, "ttq W%d g%d r%d alpha searched 1/%d..1 lambda %.2f %s%s", c->bits,
+             c->group, c->rank, c->search, c->lambda, c->mean ? "mean" : "sum", head);
   else if (c->method == TTQ_METHOD_TTQ)
-    snprintf(buf, cap, "ttq W%d g%d r%d alpha %.2f lambda %.2f %s", c->bits, c->group, c->rank,
-             c->alpha, c->lambda, c->mean ? "mean" : "sum");
-  else snprintf(buf, cap, "%s W%d g%d r%d", ttq_method_name(c->method), c->bits, c->group, c->rank);
+    snprintf(buf, cap, "ttq W%d g%d r%d alpha %.2f lambda %.2f %s%s", c->bits, c->group, c->rank,
+             c->alpha, c->lambda, c->mean ? "mean" : "sum", head);
+  else
+    snprintf(buf, cap, "%s W%d g%d r%d%s", ttq_method_name(c->method), c->bits, c->group, c->rank,
+             head);
 }
 
 int ttq_qcfg_check(const ttq_qcfg *c, const ttq_config *mc, ttq_diag *d) {
@@ -116,6 +121,12 @@ int ttq_qcfg_check(const ttq_qcfg *c, const ttq_config *mc, ttq_diag *d) {
 
   if (!(c->lambda >= 0 && c->lambda < 1e6))
     return ttq__fail(d, TTQ_EINVAL, "--lambda %g must be >= 0", c->lambda);
+  if (c->head_bits != 0) {
+    ttq_diag hd = {0};
+    if (ttq_quant_check(mc->dim, c->head_bits, c->group, &hd))
+      return ttq__fail(d, TTQ_EINVAL, "--head-bits %d: %s (0 keeps the head unquantized)",
+                       c->head_bits, hd.msg);
+  }
   return 0;
 }
 
@@ -123,6 +134,19 @@ const ttq_tensor *ttq_proj_weight(const ttq_model *m, int l, int p) {
   const ttq_layer *L = &m->layers[l];
   const ttq_tensor *t[TTQ_N_PROJ] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
   return t[p];
+}
+
+/* The output head into q->head placed at `at`, round to nearest (D = 1) at cfg.head_bits,
+ * 64 rows per task on the default OpenMP threads. Can't fail (the settings were checked). */
+static void quantize_head(ttq_qmodel *q, const ttq_model *m, void *at) {
+  const ttq_tensor *h = &m->head;
+  ttq_qmatrix *qh = &q->head;
+  ttq_qmatrix_place(qh, h->shape[0], h->shape[1], q->cfg.head_bits, q->cfg.group, at, NULL);
+  const ttq_kernels *k = ttq_kernels_select(NULL);
+  const int64_t rows = qh->rows;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t r0 = 0; r0 < rows; r0 += 64)
+    ttq_quantize_rows_k(k, qh, h->dtype, h->data, NULL, r0, r0 + 64 < rows ? r0 + 64 : rows);
 }
 
 int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
@@ -157,6 +181,12 @@ int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
       }
       total += span;
     }
+  size_t head_span = 0;
+  if (cfg->head_bits > 0) { /* the head is last in decode order; checked with the settings */
+    ttq_qmatrix_span(m->head.shape[0], m->head.shape[1], cfg->head_bits, cfg->group, &head_span,
+                     NULL);
+    total += head_span;
+  }
   if (!(q->arena = ttq__alloc_huge(total))) {
     ttq_qmodel_free(q);
     return ttq__fail(d, TTQ_ENOMEM, "out of memory for the quantized model (%zu bytes)", total);
@@ -182,6 +212,10 @@ int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
         }
     }
   }
+  if (cfg->head_bits > 0) {
+    quantize_head(q, m, at);
+    q->has_head = true;
+  }
   return 0;
 }
 
@@ -190,6 +224,7 @@ void ttq_qmodel_free(ttq_qmodel *q) {
     for (int p = 0; p < TTQ_N_PROJ; p++) ttq_qmatrix_free(&q->layers[l].w[p]);
     for (int i = 0; i < TTQ_N_INPUTS; i++) free(q->layers[l].inv_d[i]);
   }
+  ttq_qmatrix_free(&q->head);
   free(q->layers);
   free(q->alpha);
   free(q->arena);
@@ -204,7 +239,7 @@ size_t ttq_qmodel_bytes(const ttq_qmodel *q) {
       b += ttq_qmatrix_bytes(m);
       if (q->lr) b += (size_t)q->lr->rank * (size_t)(m->rows + m->cols) * sizeof(float);
     }
-  return b;
+  return b + (q->has_head ? ttq_qmatrix_bytes(&q->head) : 0);
 }
 
 void ttq_scale_from_stats(const ttq_qcfg *c, const ttq_stats *s, int l, int input, float *D) {

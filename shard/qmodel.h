@@ -11,7 +11,11 @@
  * With rank r > 0 (ttq and rtn), W = B A + R with B A the top-r SVD of W (ttq_lowrank); only R is
  * quantized and y = Q(R D)(x / D) + B (A x).
  *
- * Embeddings, norms and the output head stay in the checkpoint's precision. */
+ * The output head (head_bits > 0): round to nearest (D = 1) at head_bits and the group, once at
+ * ttq_qmodel_init, the same for every prompt and method; decode then streams it as one more
+ * quantized matrix (at 8 bits about half the bytes of an F16 head, 7% of a W4 token's
+ * bytes). Its perplexity cost is in docs/QUALITY.md. head_bits = 0 keeps it in the
+ * checkpoint's precision. Embeddings and norms always stay in the checkpoint's precision. */
 #ifndef TTQ_QMODEL_H
 #define TTQ_QMODEL_H
 
@@ -33,6 +37,7 @@ typedef struct ttq_qcfg {
   int search;   /* ttq: > 0 chooses alpha per layer input among {1/N, 2/N, ..., 1} (N = search)
                    by the output error of the quantized projections on the prompt's own
                    activations (a sample of rows kept during the prefill); 0 = fixed alpha */
+  int head_bits; /* the output head: 0 = the checkpoint's precision, else 2, 3, 4, 5, 8 (RTN) */
 } ttq_qcfg;
 
 /* Rows of the prompt's activations kept for the alpha search, per layer input. */
@@ -52,7 +57,7 @@ void ttq_actsample_reset(ttq_actsample *a, int stride);
 void ttq_actsample_tap(void *u, int layer, int input, const float *X, int n, int width);
 
 /* Defaults chosen by measurement (docs/QUALITY.md): 4 bits, group 32, rank 0, alpha 0.5,
- * lambda 0.4, mean. */
+ * lambda 0.4, mean, the output head at 8 bits. */
 ttq_qcfg ttq_qcfg_default(void);
 const char *ttq_method_name(ttq_method m);
 int ttq_method_parse(const char *s, ttq_method *out);
@@ -93,18 +98,22 @@ typedef struct ttq_qmodel {
   int n_layers;
   ttq_qlayer *layers;
   const ttq_lowrank *lr; /* borrowed; NULL when rank 0 */
-  void *arena;           /* owned: every matrix of every layer, placed in decode order */
+  ttq_qmatrix head;      /* the output head (this rank's rows), when has_head */
+  bool has_head;         /* cfg.head_bits > 0 */
+  void *arena;           /* owned: every matrix of every layer, then the head, in decode order */
   float *alpha;          /* [n_layers][TTQ_N_INPUTS] alpha used (owned) */
   double quant_ms;       /* time of the last ttq_qmodel_quantize */
 } ttq_qmodel;
 
 /* Allocates storage for every quantized matrix: one buffer in huge pages, touched (no page
  * faults in the first quantization), the matrices in the order decode reads them (layer by
- * layer, ttq_proj order). Free with ttq_qmodel_free. */
+ * layer, ttq_proj order, then the head), and quantizes the head (head_bits > 0) on the
+ * default number of OpenMP threads. Free with ttq_qmodel_free. */
 int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
                     const ttq_lowrank *lr, ttq_diag *d);
 void ttq_qmodel_free(ttq_qmodel *q);
-/* Bytes of codes, scales and zero points (plus low-rank factors when used). */
+/* Bytes of codes, scales and zero points of the linear layers (plus low-rank factors when
+ * used) and of the quantized head, if any. */
 size_t ttq_qmodel_bytes(const ttq_qmodel *q);
 
 /* Quantizes layer l (or all layers: ttq_qmodel_quantize) with D from the method:

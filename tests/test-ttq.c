@@ -346,6 +346,57 @@ TEST_IMPL(ttq_quantized_decode_consistent) {
   return 0;
 }
 
+/* The 8-bit output head (the default) against the unquantized one, the linear layers quantized
+ * alike (W8; the bundled model's head is tied to its embedding): decode reads the quantized head
+ * (the logits differ), and every step's logits stay within 1% of their range of the unquantized
+ * head's, with the same argmax. 8-bit round to nearest errs by at most half a step, 1/510 of a
+ * group's range, per weight. */
+TEST_IMPL(ttq_head_quantized_close) {
+  const char *text = "The head is quantized once: int main(void) { return 0; }";
+  ttq_model *m;
+  ttq_diag d;
+  int32_t *ids;
+  size_t n;
+  ASSERT_OK(load_bundled_tokenized(text, &m, &ids, &n));
+  const int V = m->cfg.vocab;
+  float *lg[2] = {malloc((size_t)V * 4), malloc((size_t)V * 4)};
+  ttq_engine e[2];
+  for (int k = 0; k < 2; k++) {
+    ttq_engine_opts o = {0};
+    o.q = ttq_qcfg_default();
+    o.q.bits = 8;
+    o.q.head_bits = k ? 8 : 0;
+    o.max_ctx = 128;
+    o.threads = 2;
+    ASSERT_OK(ttq_engine_init(&e[k], m, &o, &d));
+    ASSERT(e[k].qm.has_head == (k == 1));
+    ASSERT_OK(ttq_engine_prefill(&e[k], ids, (int)n, lg[k], &d));
+  }
+  double worst = 0;
+  int differ = 0;
+  for (int step = 0; step < 8; step++) {
+    int32_t next = ttq_argmax(lg[0], V);
+    for (int k = 0; k < 2; k++) ASSERT_OK(ttq_engine_decode(&e[k], next, lg[k], &d));
+    float lo = lg[0][0], hi = lg[0][0];
+    double md = 0;
+    for (int i = 0; i < V; i++) {
+      lo = fminf(lo, lg[0][i]), hi = fmaxf(hi, lg[0][i]);
+      md = fmax(md, fabs((double)lg[1][i] - lg[0][i]));
+    }
+    differ += md > 0;
+    worst = fmax(worst, md / (hi - lo));
+    ASSERTF(md <= 0.01 * (hi - lo), "step %d: logits differ by %g of a range %g", step, md, hi - lo);
+    ASSERTF(ttq_argmax(lg[0], V) == ttq_argmax(lg[1], V), "step %d: argmax differs", step);
+  }
+  fprintf(stderr, "8-bit head: max |logit difference| %.2g%% of the range, %d of 8 steps differ\n",
+          worst * 100, differ);
+  ASSERTF(differ == 8, "the quantized head was not used in %d steps", 8 - differ);
+  ttq_engine_free(&e[0]), ttq_engine_free(&e[1]);
+  free(lg[0]), free(lg[1]), free(ids);
+  ttq_model_free(m);
+  return 0;
+}
+
 /* A tap that only counts: it sends ttq_forward's single tokens down the general layer
  * (forward_chunk) instead of decode_token. */
 static void count_tap(void *u, int layer, int input, const float *X, int n, int width) {
@@ -496,17 +547,20 @@ TEST_IMPL(ttq_fused_matches_separate) {
 }
 
 /* ttq_qmodel_init places every matrix in one buffer in the order decode reads them (layer by
- * layer, ttq_proj order), each at the offset the spans before it give, and the buffer is exactly
- * their sum; ttq_qmodel_bytes counts the packed bytes in it. */
+ * layer, ttq_proj order, then the head), each at the offset the spans before it give;
+ * ttq_qmodel_bytes counts the packed bytes in it. The head is the round-to-nearest quantization
+ * of the checkpoint's head that ttq_quantize_rows gives in a matrix of its own, code for code;
+ * head_bits 0 leaves it out. */
 TEST_IMPL(qmodel_arena_in_decode_order) {
   ttq_model *m;
   char *dir = test_src_path("models/tinyqwen3-mix");
   ASSERT_OK(ttq_model_load(dir, &m, NULL));
   free(dir);
   ttq_qcfg cfg = ttq_qcfg_default();
-  const int bits[] = {4, 3, 8};
-  for (int bi = 0; bi < 3; bi++) {
+  const int bits[] = {4, 3, 8, 4}, head_bits[] = {8, 5, 8, 0};
+  for (int bi = 0; bi < 4; bi++) {
     cfg.bits = bits[bi];
+    cfg.head_bits = head_bits[bi];
     ttq_qmodel q;
     ttq_diag d;
     ASSERT_OK(ttq_qmodel_init(&q, m, &cfg, NULL, &d));
@@ -524,6 +578,22 @@ TEST_IMPL(qmodel_arena_in_decode_order) {
         at += span;
         packed += ttq_qmatrix_bytes(qm);
       }
+    ASSERT(q.has_head == (cfg.head_bits > 0));
+    if (q.has_head) {
+      const ttq_qmatrix *h = &q.head;
+      ASSERTF(h->placed && h->codes == at, "bits %d: the head is not after the last layer", cfg.bits);
+      ASSERT(h->rows == m->head.shape[0] && h->cols == m->cfg.dim && h->bits == cfg.head_bits);
+      packed += ttq_qmatrix_bytes(h);
+      ttq_qmatrix ref;
+      ASSERT_OK(ttq_qmatrix_alloc(&ref, h->rows, h->cols, h->bits, h->group, &d));
+      ttq_quantize_rows(&ref, m->head.dtype, m->head.data, NULL, 0, h->rows);
+      const size_t cb = (size_t)h->rows * (size_t)h->cols / 8 * (size_t)h->bits;
+      const size_t ng = (size_t)h->rows * (size_t)(h->cols / h->group);
+      ASSERTF(!memcmp(ref.codes, h->codes, cb) && !memcmp(ref.d, h->d, ng * 2) &&
+                  !memcmp(ref.z, h->z, ng),
+              "head W%d differs from its own quantization", h->bits);
+      ttq_qmatrix_free(&ref);
+    }
     ASSERT(ttq_qmodel_bytes(&q) == packed);
     ttq_qmodel_free(&q);
     ASSERT(q.arena == NULL);

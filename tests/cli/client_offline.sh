@@ -225,7 +225,7 @@ static void done(zmq_msg_t *to, const char *rid) {
   Ttq__Done d = TTQ__DONE__INIT;
   Ttq__Quantization q = TTQ__QUANTIZATION__INIT;
   q.method = "ttq", q.has_bits = q.has_group = q.has_rank = q.has_alpha = q.has_lambda = 1;
-  q.bits = 4, q.group = 32, q.alpha = 0.5f, q.lambda = 0.4f;
+  q.bits = 4, q.group = 32, q.alpha = 0.5f, q.lambda = 0.4f, q.has_head_bits = 1, q.head_bits = 8;
   d.has_prompt_tokens = d.has_generated_tokens = d.has_ttft_ms = d.has_decode_ms = 1;
   d.has_decode_tok_s = d.has_total_ms = 1;
   d.prompt_tokens = 5, d.generated_tokens = 6, d.ttft_ms = 12.5, d.decode_ms = 100;
@@ -375,7 +375,7 @@ F=(--endpoint "$EP")
 printf 'He said "hi"\\ tab\there\nnew\001line caf\303\251 \342\202\254 bad\377.' >"$TMP/want"
 check "generate: stdout is exactly the streamed text" bash -c "[ $rc -eq 0 ] && cmp -s '$TMP/out' '$TMP/want'"
 check "generate: one figures line on stderr" bash -c \
-  "[ \$(wc -l <'$TMP/err') -eq 1 ] && grep -q 'generated 6 tokens' '$TMP/err' && grep -q 'ttq W4 g32' '$TMP/err' && grep -q 'finish: length' '$TMP/err'"
+  "[ \$(wc -l <'$TMP/err') -eq 1 ] && grep -q 'generated 6 tokens' '$TMP/err' && grep -q 'ttq W4 g32 r0 alpha 0.50 lambda 0.40 head W8' '$TMP/err' && grep -q 'finish: length' '$TMP/err'"
 check "generate: only given flags are set (max_tokens set, quant unset)" \
   grep -q "prompt 'hello' messages 0 max_tokens set quant unset" "$TMP/plain.log"
 "$TTQ" generate "${F[@]}" --quiet hello >"$TMP/out" 2>"$TMP/err"
@@ -394,7 +394,7 @@ check "--json: UTF-8 kept, invalid byte replaced" \
 check "--json: done line with every field, --id used" \
   grep -qF '{"type":"done","request_id":"json-1","prompt_tokens":5,"generated_tokens":6,"ttft_ms":12.5,"prefill_ms":null,' "$TMP/out"
 check "--json: done quant object" \
-  grep -qF '"finish_reason":"length","quant":{"method":"ttq","bits":4,"group":32,"rank":0,"alpha":0.5,"lambda":0.4}}' "$TMP/out"
+  grep -qF '"finish_reason":"length","quant":{"method":"ttq","bits":4,"group":32,"rank":0,"alpha":0.5,"lambda":0.4,"head_bits":8}}' "$TMP/out"
 
 "$TTQ" generate "${F[@]}" '!exhausted' >"$TMP/out" 2>"$TMP/err"; rc=$?
 check "RESOURCE_EXHAUSTED: exit 5, 'ttq generate: RESOURCE_EXHAUSTED: <message>'" bash -c \

@@ -112,6 +112,12 @@ ql=$(sed -n 's/.*"quant_linear_bytes":\([0-9]*\).*/\1/p' "$TMP/iq.json")
 # bf16 linear weights are 16 bits; W4 g32 with an fp16 scale and an int8 zero point is
 # 4 + 24/32 = 4.75 bits: 19/64 of the bytes
 check "inspect --quant footprint: $ql = 19/64 of $lin" test "$((lin * 19 / 64))" = "$ql"
+# the head at 8 bits (default): 8 + 24/32 = 8.75 bits per weight, vocab x dim weights
+qh=$(sed -n 's/.*"quant_head_bytes":\([0-9]*\).*/\1/p' "$TMP/iq.json")
+hw=$(( $(sed -n 's/.*"vocab":\([0-9]*\).*/\1/p' "$TMP/iq.json") * $(sed -n 's/.*"dim":\([0-9]*\).*/\1/p' "$TMP/iq.json") ))
+check "inspect --quant head: $qh bytes = 8.75 bits x $hw weights" test "$((hw * 35 / 32))" = "$qh"
+"$TTQD" run --model "$MODEL" --quant ttq --head-bits 6 "x" 2>"$TMP/err"; rc=$?
+check "--head-bits 6 refused" bash -c "[ $rc -eq 2 ] && grep -q -- '--head-bits' '$TMP/err'"
 "$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --quant ttq --bits 4 >"$TMP/bq.json"
 for f in stats_ms quant_ms quant_bytes; do
   check "bench --quant ttq --json has $f" grep -q "\"$f\":" "$TMP/bq.json"

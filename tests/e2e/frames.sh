@@ -23,6 +23,8 @@ frame "three frames" '^error INVALID_ARGUMENT expected one frame' hex:00 hex:00 
 frame "REQ-style envelope" '^health state=serving' hex: health
 frame "oversized (100 KB > 64 KiB)" '^error RESOURCE_EXHAUSTED request of 100000 bytes' zeros:100000
 frame "wrong wire type for request_id" '^error INVALID_ARGUMENT malformed' hex:08011a00
+# generate {prompt "x", quant {head_bits 6}}: a setting out of its set, refused by name
+frame "quant.head_bits 6" '^error INVALID_ARGUMENT quant.head_bits: 6 is not one of' hex:12070a01784a023806
 # bad request id
 printf '\x0a\x03a b\x22\x00' >"$TMP/badid"
 frame "request id with a space" '^error INVALID_ARGUMENT request_id' "file:$TMP/badid"

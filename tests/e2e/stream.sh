@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # stream.sh -- a served generation streams exactly what `ttqd run` prints for the same settings
-# and seed (greedy and sampled, fp and ttq, a stop string, a chat turn through the model's
+# and seed (greedy and sampled, fp and ttq, the output head quantized or not, a stop string, a chat turn through the model's
 # template written out by hand here), on one rank and on two tensor-parallel ranks; --json
 # gives one object per chunk and a final one whose figures add up.
 set -uo pipefail
@@ -28,6 +28,8 @@ greedy fp|-n 24 --temperature 0 --quant fp
 sampled ttq W4 seed 7|-n 24 --temperature 0.8 --seed 7 --quant ttq --bits 4
 sampled ttq W3 seed 11|-n 20 --temperature 1.0 --seed 11 --quant ttq --bits 3
 rtn W8 greedy|-n 16 --temperature 0 --quant rtn --bits 8
+ttq W4 head unquantized|-n 16 --temperature 0 --quant ttq --bits 4 --head-bits 0
+ttq W3 head W5 seed 3|-n 16 --temperature 0.7 --seed 3 --quant ttq --bits 3 --head-bits 5
 CASES
   # groups: 64 works on one rank; on two, the shards are planned for group 32 and 64 is refused
   "$TTQ" generate --endpoint "$EP" --quiet --max-tokens 4 --quant ttq --group 64 "$P" >/dev/null 2>"$TMP/g64.err" </dev/null
@@ -52,7 +54,7 @@ CASES
   check "$tag json: 12 token chunks" test "$(grep -c '"type":"chunk".*"token_ids":\[[0-9]' "$TMP/json")" -eq 12
   check "$tag json: one done line, last" bash -c "tail -1 '$TMP/json' | grep -q '\"type\":\"done\"'"
   check "$tag json: done reports 12 generated, finish length, ttq W4" \
-    bash -c "tail -1 '$TMP/json' | grep '\"generated_tokens\":12' | grep '\"finish_reason\":\"length\"' | grep -q '\"method\":\"ttq\"'"
+    bash -c "tail -1 '$TMP/json' | grep '\"generated_tokens\":12' | grep '\"finish_reason\":\"length\"' | grep '\"method\":\"ttq\"' | grep -q '\"head_bits\":8'"
   check "$tag json: chunk text concatenates to the plain output" bash -c \
     "\"$TTQ\" generate --endpoint '$EP' --quiet --max-tokens 12 --temperature 0 --quant ttq '$P' >'$TMP/plain' 2>/dev/null; \
      sed -n 's/.*\"text\":\"\\([^\"]*\\)\".*/\\1/p' '$TMP/json' | tr -d '\\n' >'$TMP/cat'; \
