@@ -29,6 +29,11 @@
 #include "util.h"
 
 #define GEMM_MIN_TOKENS 4
+/* Queries per block of the prompt's attention: each block multiplies only the keys its last query
+ * sees. */
+#ifndef ATT_BLOCK
+#define ATT_BLOCK 64
+#endif
 #define GEMM_TILE_ROWS 128 /* rows per in-place GEMM call: fused TTQ quantizes them from L2 */
 
 static void *xalloc(size_t n, bool *ok) {
@@ -492,8 +497,10 @@ static void attend_item(ttq_state *s, int l, int it, int p0) {
 }
 
 /* Causal grouped-query attention for n new tokens starting at position p0 of layer l.
- * Many tokens: per head, S = Q K^T (sgemm), causal softmax, O = P V (sgemm), heads spread over
- * threads. Few tokens: dot products per cached position. */
+ * Many tokens: per head and per block of ATT_BLOCK queries, S = Q K^T (sgemm) over the keys the
+ * block's last query sees (so the masked half of the square is mostly never computed), the
+ * causal softmax row by row, O = P V (sgemm); heads spread over threads. Few tokens: dot
+ * products per cached position. */
 static void attention(ttq_state *s, int l, int n, int p0) {
   const ttq_config *c = &s->m->cfg;
   const int hd = c->head_dim, nh = c->n_heads;
@@ -502,26 +509,24 @@ static void attention(ttq_state *s, int l, int n, int p0) {
 #define KV_OF(h) ((c->head_offset + (h)) / c->kv_group - c->kv_offset)
   const float *kc = s->k_cache + (size_t)l * c->n_kv_heads * T * hd;
   const float *vc = s->v_cache + (size_t)l * c->n_kv_heads * T * hd;
-  const int len = p0 + n; /* keys visible to the last new token */
   if (n >= s->n_gemm_rows) {
 #pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1)
     for (int h = 0; h < nh; h++) {
       float *S = s->att + (size_t)omp_get_thread_num() * s->att_stride;
       const float *K = kc + (size_t)KV_OF(h) * T * hd, *V = vc + (size_t)KV_OF(h) * T * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, len, hd, scale, s->q + (size_t)h * hd,
-                  (int)qd, K, hd, 0.0f, S, len);
-      for (int t = 0; t < n; t++) {
-        float *row = S + (size_t)t * len;
-        const int vis = p0 + t + 1;
-        float mx = -INFINITY, sum = 0;
-        for (int j = 0; j < vis; j++) mx = row[j] > mx ? row[j] : mx;
-        for (int j = 0; j < vis; j++) sum += (row[j] = expf(row[j] - mx));
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < vis; j++) row[j] *= inv;
-        for (int j = vis; j < len; j++) row[j] = 0;
+      for (int t0 = 0; t0 < n; t0 += ATT_BLOCK) {
+        const int nq = n - t0 < ATT_BLOCK ? n - t0 : ATT_BLOCK, kl = p0 + t0 + nq;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kl, hd, scale,
+                    s->q + (size_t)t0 * qd + (size_t)h * hd, (int)qd, K, hd, 0.0f, S, kl);
+        for (int t = 0; t < nq; t++) {
+          float *row = S + (size_t)t * kl;
+          const int vis = p0 + t0 + t + 1;
+          s->kern->softmax(row, vis);
+          for (int j = vis; j < kl; j++) row[j] = 0;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kl, 1.0f, S, kl, V, hd,
+                    0.0f, s->att_out + (size_t)t0 * qd + (size_t)h * hd, (int)qd);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, len, 1.0f, S, len, V, hd, 0.0f,
-                  s->att_out + (size_t)h * hd, (int)qd);
     }
     return;
   }

@@ -101,8 +101,18 @@ static void attend_scalar(const float *q, int g, const float *K, const float *V,
   }
 }
 
+/* The reference: max, expf and the sum in order, then one multiplication by 1/sum. */
+static void softmax_scalar(float *x, int n) {
+  float mx = -INFINITY, sum = 0;
+  for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+  for (int j = 0; j < n; j++) sum += (x[j] = expf(x[j] - mx));
+  const float inv = 1.0f / sum;
+  for (int j = 0; j < n; j++) x[j] *= inv;
+}
+
 static const ttq_kernels k_scalar = {"scalar", dot_f32_scalar, dot_bf16_scalar, dot_f16_scalar,
-                                     cvt_bf16_scalar, cvt_f16_scalar, stream_scalar, attend_scalar};
+                                     cvt_bf16_scalar, cvt_f16_scalar, stream_scalar, attend_scalar,
+                                     softmax_scalar};
 
 #ifdef TTQ_X86
 /* ---- AVX2 + FMA + F16C ---- */
@@ -187,7 +197,8 @@ AVX2_TARGET static uint64_t stream_avx2(const uint8_t *p, size_t n) {
 }
 
 static const ttq_kernels k_avx2 = {"avx2", dot_f32_avx2, dot_bf16_avx2, dot_f16_avx2,
-                                   cvt_bf16_avx2, cvt_f16_avx2, stream_avx2, attend_scalar};
+                                   cvt_bf16_avx2, cvt_f16_avx2, stream_avx2, attend_scalar,
+                                   softmax_scalar};
 
 /* ---- AVX-512 (F + BW) ---- */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -435,13 +446,33 @@ AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, c
     }
   }
 }
+/* softmax_scalar with exp_neg_avx512, 16 lanes of max and of sum. */
+AVX512_TARGET static void softmax_avx512(float *x, int n) {
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int j = 0; j < n; j += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, tail16(n - j), x + j));
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int j = 0; j < n; j += 16) {
+    const __mmask16 k = tail16(n - j);
+    __m512 e = _mm512_maskz_mov_ps(k, exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), m)));
+    _mm512_mask_storeu_ps(x + j, k, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  for (int j = 0; j < n; j += 16) {
+    const __mmask16 k = tail16(n - j);
+    _mm512_mask_storeu_ps(x + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + j), inv));
+  }
+}
+
 #undef X16
 #undef PAIR_ADD
 #undef QUAD_ADD
 #undef LANE_ADD
 
 static const ttq_kernels k_avx512 = {"avx512", dot_f32_avx512, dot_bf16_avx512, dot_f16_avx512,
-                                     cvt_bf16_avx512, cvt_f16_avx512, stream_avx512, attend_avx512};
+                                     cvt_bf16_avx512, cvt_f16_avx512, stream_avx512, attend_avx512,
+                                     softmax_avx512};
 #endif
 
 static const ttq_kernels *by_name(const char *isa) {

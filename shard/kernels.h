@@ -28,6 +28,9 @@ typedef struct ttq_kernels {
    * floats (written, not accumulated). Can't fail. */
   void (*attend)(const float *q, int g, const float *K, const float *V, int n, int hd,
                  float scale, float *att, float *out);
+  /* x[j] = exp(x[j] - max x) / sum_j exp(x[j] - max x) for j < n >= 1, in place (the prompt's
+   * attention rows). Can't fail. */
+  void (*softmax)(float *x, int n);
 } ttq_kernels;
 
 /* The best variant this CPU runs, or the one named by `isa` ("avx512", "avx2", "scalar") when

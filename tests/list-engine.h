@@ -1,6 +1,7 @@
 /* list-engine.h -- tests of kernels, model loading, forward pass, sampler, evaluation. */
 TEST_ENTRY(kernels_match_reference)
 TEST_ENTRY(kernels_attend_reference)
+TEST_ENTRY(kernels_softmax_reference)
 TEST_ENTRY(model_load_qwen3)
 TEST_ENTRY(model_malformed)
 TEST_ENTRY(forward_golden_qwen3)
