@@ -376,7 +376,6 @@ static void proj(ttq_state *s, int l, int p, const float *X, const float *XS, in
   else linear(s, ttq_proj_weight(s->m, l, p), X, n, Y, NULL, NULL);
 }
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* Decoding one token, called by every thread of a parallel region: this thread's rows of the np
  * projections ps[] of layer l that share the input (X unscaled, XS scaled by 1/D for the
@@ -413,7 +412,7 @@ static void proj_rows(ttq_state *s, int l, const int *ps, int np, const float *X
     }
   }
   if (glu)
-    for (int64_t i = a; i < b; i++) Y[0][i] = silu(Y[0][i]) * Y[1][i];
+    s->kern->silu_mul(Y[0] + a, Y[1] + a, b - a);
 }
 
 /* Rotates pairs of one head vector by the angle table of position p. */
@@ -604,7 +603,8 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     proj(s, l, TTQ_P_UP, s->xb, in, n, s->hb2);
     const int64_t nf = (int64_t)n * c->ffn_dim;
 #pragma omp parallel for num_threads(s->threads) schedule(static)
-    for (int64_t i = 0; i < nf; i++) s->hb[i] = silu(s->hb[i]) * s->hb2[i];
+    for (int64_t i = 0; i < nf; i += 4096)
+      s->kern->silu_mul(s->hb + i, s->hb2 + i, nf - i < 4096 ? nf - i : 4096);
     in = layer_input(s, l, TTQ_IN_DOWN, s->hb, n, c->ffn_dim);
     proj(s, l, TTQ_P_DOWN, s->hb, in, n, s->xb);
     if (m->tp && m->tp->allreduce_f32) tp_allreduce(m->tp, s->xb, (size_t)n * dim);

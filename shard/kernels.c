@@ -110,9 +110,14 @@ static void softmax_scalar(float *x, int n) {
   for (int j = 0; j < n; j++) x[j] *= inv;
 }
 
+/* The reference: expf per element. */
+static void silu_mul_scalar(float *a, const float *b, int64_t n) {
+  for (int64_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+}
+
 static const ttq_kernels k_scalar = {"scalar", dot_f32_scalar, dot_bf16_scalar, dot_f16_scalar,
                                      cvt_bf16_scalar, cvt_f16_scalar, stream_scalar, attend_scalar,
-                                     softmax_scalar};
+                                     softmax_scalar, silu_mul_scalar};
 
 #ifdef TTQ_X86
 /* ---- AVX2 + FMA + F16C ---- */
@@ -198,7 +203,7 @@ AVX2_TARGET static uint64_t stream_avx2(const uint8_t *p, size_t n) {
 
 static const ttq_kernels k_avx2 = {"avx2", dot_f32_avx2, dot_bf16_avx2, dot_f16_avx2,
                                    cvt_bf16_avx2, cvt_f16_avx2, stream_avx2, attend_scalar,
-                                   softmax_scalar};
+                                   softmax_scalar, silu_mul_scalar};
 
 /* ---- AVX-512 (F + BW) ---- */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -465,6 +470,23 @@ AVX512_TARGET static void softmax_avx512(float *x, int n) {
   }
 }
 
+/* silu_mul_scalar with exp_neg_avx512: e = exp(-|x|) <= 1, sigmoid(x) = 1 / (1 + e) for x >= 0
+ * and e / (1 + e) below (no overflow either way); a NaN stays NaN. */
+AVX512_TARGET static void silu_mul_avx512(float *a, const float *b, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : tail16((int)(n - i));
+    const __m512 x = _mm512_maskz_loadu_ps(k, a + i);
+    const __m512 ax = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), absm));
+    const __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), ax));
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 num = _mm512_mask_mov_ps(one, neg, e);
+    const __m512 sig = _mm512_div_ps(num, _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(a + i, k, _mm512_mul_ps(_mm512_mul_ps(x, sig), _mm512_maskz_loadu_ps(k, b + i)));
+  }
+}
+
 #undef X16
 #undef PAIR_ADD
 #undef QUAD_ADD
@@ -472,7 +494,7 @@ AVX512_TARGET static void softmax_avx512(float *x, int n) {
 
 static const ttq_kernels k_avx512 = {"avx512", dot_f32_avx512, dot_bf16_avx512, dot_f16_avx512,
                                      cvt_bf16_avx512, cvt_f16_avx512, stream_avx512, attend_avx512,
-                                     softmax_avx512};
+                                     softmax_avx512, silu_mul_avx512};
 #endif
 
 static const ttq_kernels *by_name(const char *isa) {

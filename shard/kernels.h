@@ -31,6 +31,9 @@ typedef struct ttq_kernels {
   /* x[j] = exp(x[j] - max x) / sum_j exp(x[j] - max x) for j < n >= 1, in place (the prompt's
    * attention rows). Can't fail. */
   void (*softmax)(float *x, int n);
+  /* a[i] = silu(a[i]) * b[i] = a[i] / (1 + exp(-a[i])) * b[i] for i < n (the SwiGLU of the
+   * feed-forward block). Can't fail. */
+  void (*silu_mul)(float *a, const float *b, int64_t n);
 } ttq_kernels;
 
 /* The best variant this CPU runs, or the one named by `isa` ("avx512", "avx2", "scalar") when

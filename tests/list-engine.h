@@ -2,6 +2,7 @@
 TEST_ENTRY(kernels_match_reference)
 TEST_ENTRY(kernels_attend_reference)
 TEST_ENTRY(kernels_softmax_reference)
+TEST_ENTRY(kernels_silu_reference)
 TEST_ENTRY(model_load_qwen3)
 TEST_ENTRY(model_malformed)
 TEST_ENTRY(forward_golden_qwen3)
