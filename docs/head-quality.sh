@@ -6,18 +6,18 @@
 #   docs/head-quality.sh [MODEL_DIR...]   (default: the two shared tinyllama models and the
 #                                          bundled tinyqwen3-mix)
 # Environment: SHARED (default ../shared), TTQD (default build/ttqd), DOCS (documents per domain,
-# default 24), CTX (tokens per document, default 512), CONFIGS (default "ttq:4 ttq:3 rtn:4"),
-# HEADS (default "8 5 4"), THREADS (default all cores).
+# default 12), CTX (tokens per document, default 512), CONFIGS (default "ttq:4 ttq:3"), HEADS
+# (default "8 4"), THREADS (default all cores).
 # Prints one Markdown table row per (model, config, head bits): the relative perplexity change
 # against the unquantized head on each domain, and the largest one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 TTQD=${TTQD:-build/ttqd}
-DOCS=${DOCS:-24}
+DOCS=${DOCS:-12}
 CTX=${CTX:-512}
-CONFIGS=${CONFIGS:-"ttq:4 ttq:3 rtn:4"}
-HEADS=${HEADS:-"8 5 4"}
+CONFIGS=${CONFIGS:-"ttq:4 ttq:3"}
+HEADS=${HEADS:-"8 4"}
 THREADS=${THREADS:-$(nproc)}
 MODELS=("$@")
 [ ${#MODELS[@]} -gt 0 ] ||
@@ -33,7 +33,7 @@ ppl() { # ppl MODEL METHOD BITS HEAD -> one perplexity per domain, in DOMAINS or
     --quant "$2" --bits "$3" --head-bits "$4" "${FILES[@]}" | sed -n 's/.*"ppl":\([0-9.eE+-]*\).*/\1/p'
 }
 
-echo "| model | config | head | ${DOMAINS[*]// / | } | largest |"
+echo "| model | config | head | $(printf '%s | ' "${DOMAINS[@]}")largest |"
 echo "|---|---|---|$(printf -- '---|%.0s' "${DOMAINS[@]}")---|"
 for model in "${MODELS[@]}"; do
   for cfg in $CONFIGS; do
