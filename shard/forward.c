@@ -376,7 +376,6 @@ static void proj(ttq_state *s, int l, int p, const float *X, const float *XS, in
   else linear(s, ttq_proj_weight(s->m, l, p), X, n, Y, NULL, NULL);
 }
 
-
 /* Decoding one token, called by every thread of a parallel region: this thread's rows of the np
  * projections ps[] of layer l that share the input (X unscaled, XS scaled by 1/D for the
  * quantized weights s->qm, else the checkpoint's). Their rows, concatenated, are split into one
@@ -542,7 +541,6 @@ static void tp_allreduce(ttq_tp *tp, float *buf, size_t n) {
   tp->calls++;
 }
 
-/* One chunk of n tokens (n <= max_batch) through all layers; logits of the requested rows. */
 /* Logits Y (n x this rank's vocabulary rows) of the n normalized rows X from the quantized head,
  * rows split over the threads and one token by the prepared input, as in qlinear (so a single
  * token's logits are decode_token's bit for bit). */
@@ -563,6 +561,7 @@ static void head_rows_quantized(ttq_state *s, const float *X, int n, float *Y) {
   }
 }
 
+/* One chunk of n tokens (n <= max_batch) through all layers; logits of the requested rows. */
 static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *logits,
                           bool all_logits) {
   const ttq_model *m = s->m;
