@@ -407,6 +407,22 @@ AVX512_TARGET static inline void values4x64(const float *a0, const float *a1, co
 #undef OUT
 }
 
+/* x[j] = exp(x[j] - max x) for j < n, in place; returns their sum (16 lanes of max and of
+ * sum). The exponential half of a softmax, shared by attend and softmax. */
+AVX512_TARGET static float exp_shifted_avx512(float *x, int n) {
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int j = 0; j < n; j += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, tail16(n - j), x + j));
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int j = 0; j < n; j += 16) {
+    const __mmask16 k = tail16(n - j);
+    __m512 e = _mm512_maskz_mov_ps(k, exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), m)));
+    _mm512_mask_storeu_ps(x + j, k, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
 /* Scores 16 positions at a time (each key block, read once from L1, serves all g heads), the
  * softmax with a vector exp, then the value rows: each V row is loaded once per 4 heads and
  * 64 columns. The softmax's 1/sum is applied to the outputs at the end. */
@@ -419,20 +435,7 @@ AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, c
       scores16(q + (size_t)h * hd, K + (size_t)j0 * hd, hd, n - j0 < 16 ? n - j0 : 16, nc, last,
                scale, att + (size_t)h * n + j0);
   float inv[1024]; /* g <= n_heads <= 1024 (model.c) */
-  for (int h = 0; h < g; h++) {
-    float *a = att + (size_t)h * n;
-    __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int j = 0; j < n; j += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, tail16(n - j), a + j));
-    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-    __m512 sum = _mm512_setzero_ps();
-    for (int j = 0; j < n; j += 16) {
-      const __mmask16 k = tail16(n - j);
-      __m512 e = _mm512_maskz_mov_ps(k, exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, a + j), m)));
-      _mm512_mask_storeu_ps(a + j, k, e);
-      sum = _mm512_add_ps(sum, e);
-    }
-    inv[h] = 1.0f / _mm512_reduce_add_ps(sum);
-  }
+  for (int h = 0; h < g; h++) inv[h] = 1.0f / exp_shifted_avx512(att + (size_t)h * n, n);
   /* 4 heads x 64 columns per pass; heads past g are clamped (computed, not stored) */
   for (int c0 = 0; c0 < nc; c0 += 4) {
     __mmask16 cm[4];
@@ -451,19 +454,10 @@ AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, c
     }
   }
 }
+
 /* softmax_scalar with exp_neg_avx512, 16 lanes of max and of sum. */
 AVX512_TARGET static void softmax_avx512(float *x, int n) {
-  __m512 mx = _mm512_set1_ps(-INFINITY);
-  for (int j = 0; j < n; j += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, tail16(n - j), x + j));
-  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-  __m512 sum = _mm512_setzero_ps();
-  for (int j = 0; j < n; j += 16) {
-    const __mmask16 k = tail16(n - j);
-    __m512 e = _mm512_maskz_mov_ps(k, exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), m)));
-    _mm512_mask_storeu_ps(x + j, k, e);
-    sum = _mm512_add_ps(sum, e);
-  }
-  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  const __m512 inv = _mm512_set1_ps(1.0f / exp_shifted_avx512(x, n));
   for (int j = 0; j < n; j += 16) {
     const __mmask16 k = tail16(n - j);
     _mm512_mask_storeu_ps(x + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + j), inv));
