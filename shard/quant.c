@@ -12,14 +12,19 @@
  *   zero = roundf(-lo / d)   (true f32 division; SIMD rounds half away from zero as
  *                            trunc(v + copysign(0.5 - 2^-25, v)), checked equal to roundf for
  *                            every finite float)
- *   q  = min(max(roundf(w~ / d) + zero, 0), L)   (f32 sum: exact whenever the group is not
+ *   r  = 1 / d               (one f32 division per group)
+ *   q  = min(max(rne(w~ * r) + zero, 0), L)   (rne: round half to even, the IEEE default, as
+ *                            nearbyintf and cvtps2dq; f32 sum: exact whenever the group is not
  *                            degenerate; NaN becomes 0, so the conversion to int is always defined)
  *   zero outside [B - 128, B + 127] (NaN too): lo = lo < 0 ? lo : 0, hi = hi > 0 ? hi : 0,
  *                            (NaN becomes 0, as _mm512_min_ps(lo, 0) gives), d and zero again;
  *                            zero = B if still outside
  *   z  = zero - B            (B = 2^(bits-1))
- * The AVX-512 row quantizer (groups a multiple of 32) reaches the same codes without dividing,
- * taking the division above only near ties (see "AVX-512 row quantizer" below).
+ * Why w~ * r and not w~ / d: a division per weight cost the vector quantizers either a divide
+ * (slow) or a tie check around a multiplication (7 of its 12 operations per 16 codes); with r
+ * the codes are one multiplication and one rounding in every variant. w~ * r differs from
+ * w~ / d by at most 2^-23 relative, so only values within that of a half-integer (a few per
+ * 10^5 at 8 bits) round to the neighbouring code: the same quantizer in quality.
  * Cases quant.h leaves open, decided here: when the fp16 d is 0 (range below fp16 resolution),
  * the group is treated as constant (d = fp16(|lo| / L)), and d = 1 when that is 0 too. Groups
  * whose range overflows fp16, and NaN inputs, give unspecified (but memory-safe) codes.
@@ -151,7 +156,7 @@ size_t ttq_qmatrix_bytes(const ttq_qmatrix *q) {
 
 /* d (f32 value of its fp16), zero, and the stored fp16 d and int8 z of one group. */
 typedef struct gparam {
-  float d, zero;
+  float d, r, zero; /* r = 1 / d */
   uint16_t dh;
   int8_t z;
 } gparam;
@@ -166,6 +171,7 @@ static inline void scale_zero(float lo, float hi, float L, gparam *p) {
     p->d = ttq__f16_to_f32(p->dh);
   }
   if (p->d == 0) p->dh = 0x3c00, p->d = 1.0f;
+  p->r = 1.0f / p->d;
   p->zero = roundf(-lo / p->d);
 }
 
@@ -188,7 +194,7 @@ static inline gparam group_param(float lo, float hi, int bits) {
 }
 
 static inline uint8_t code_of(float w, const gparam *p, float L) {
-  float t = roundf(w / p->d) + p->zero;
+  float t = nearbyintf(w * p->r) + p->zero;
   t = t > 0 ? t : 0;
   t = t < L ? t : L;
   return (uint8_t)t;
@@ -346,13 +352,6 @@ static const span_ops ops_scalar = {load_scalar, span_scalar};
 /* ---- AVX2 + FMA + F16C ---- */
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
-/* roundf: half away from zero, exact for every finite float (see the header comment). */
-AVX2_TARGET static inline __m256 round_away8(__m256 v) {
-  const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.49999997f);
-  __m256 h = _mm256_or_ps(half, _mm256_and_ps(v, sign));
-  return _mm256_round_ps(_mm256_add_ps(v, h), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-}
-
 /* Packs nb blocks of codes (32 each) at c into o. */
 AVX2_TARGET static void pack_avx2(int bits, const uint8_t *c, int nb, uint8_t *o) {
   for (int b = 0; b < nb; b++, c += 32, o += 4 * bits) {
@@ -432,9 +431,10 @@ AVX2_TARGET static inline float hmax8(__m256 v) {
   return _mm_cvtss_f32(a);
 }
 
-/* 8 codes of x (already w~) into c. */
-AVX2_TARGET static inline void codes8(const float *x, __m256 d, __m256 z, __m256 L, uint8_t *c) {
-  __m256 t = _mm256_add_ps(round_away8(_mm256_div_ps(_mm256_loadu_ps(x), d)), z);
+/* 8 codes of x (already w~) into c; r = 1 / d. */
+AVX2_TARGET static inline void codes8(const float *x, __m256 r, __m256 z, __m256 L, uint8_t *c) {
+  __m256 t = _mm256_add_ps(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x), r),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
   t = _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), L);
   __m256i i = _mm256_cvttps_epi32(t);
   __m128i p = _mm_packus_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
@@ -455,8 +455,8 @@ AVX2_TARGET static void span_avx2(const float *w, int n, int G, int bits, uint8_
     }
     gparam p = group_param(hmin8(lo), hmax8(hi), bits);
     dh[g] = p.dh, zp[g] = p.z;
-    __m256 d = _mm256_set1_ps(p.d), z = _mm256_set1_ps(p.zero);
-    for (int i = 0; i < G; i += 8) codes8(x + i, d, z, L, c + g * G + i);
+    __m256 r = _mm256_set1_ps(p.r), z = _mm256_set1_ps(p.zero);
+    for (int i = 0; i < G; i += 8) codes8(x + i, r, z, L, c + g * G + i);
   }
   pack_avx2(bits, c, n / 32, o);
 }
@@ -513,8 +513,9 @@ AVX512_TARGET static void load_avx512(ttq_dtype wt, const void *row, int64_t c0,
   }
 }
 
-AVX512_TARGET static inline __m128i codes16(__m512 x, __m512 d, __m512 z, __m512 L) {
-  __m512 t = _mm512_add_ps(round_away16(_mm512_div_ps(x, d)), z);
+/* 16 codes of x (already w~); r = 1 / d. */
+AVX512_TARGET static inline __m128i codes16(__m512 x, __m512 r, __m512 z, __m512 L) {
+  __m512 t = _mm512_add_ps(_mm512_roundscale_ps(_mm512_mul_ps(x, r), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
   t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), L);
   return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t));
 }
@@ -599,17 +600,17 @@ AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, ui
       __m512 d, z;
       uint16_t dh16[16];
       int8_t z16[16];
-      float df[16], zf[16];
+      float rf[16], zf[16];
       group_param16(_mm512_loadu_ps(lo), _mm512_loadu_ps(hi), bits, &d, &z, dh16, z16);
       memcpy(dh + g0, dh16, (size_t)k * 2);
       memcpy(zp + g0, z16, (size_t)k);
-      _mm512_storeu_ps(df, d);
+      _mm512_storeu_ps(rf, _mm512_div_ps(_mm512_set1_ps(1.0f), d));
       _mm512_storeu_ps(zf, z);
       for (int g = 0; g < k; g++) {
         const float *x = w + (g0 + g) * 32;
-        __m512 dv = _mm512_set1_ps(df[g]), zv = _mm512_set1_ps(zf[g]);
-        _mm_storeu_si128((__m128i *)(c + (g0 + g) * 32), codes16(_mm512_loadu_ps(x), dv, zv, L));
-        _mm_storeu_si128((__m128i *)(c + (g0 + g) * 32 + 16), codes16(_mm512_loadu_ps(x + 16), dv, zv, L));
+        __m512 rv = _mm512_set1_ps(rf[g]), zv = _mm512_set1_ps(zf[g]);
+        _mm_storeu_si128((__m128i *)(c + (g0 + g) * 32), codes16(_mm512_loadu_ps(x), rv, zv, L));
+        _mm_storeu_si128((__m128i *)(c + (g0 + g) * 32 + 16), codes16(_mm512_loadu_ps(x + 16), rv, zv, L));
       }
     }
   } else if (G >= 16) {
@@ -622,9 +623,9 @@ AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, ui
       }
       gparam p = group_param(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), bits);
       dh[g] = p.dh, zp[g] = p.z;
-      __m512 d = _mm512_set1_ps(p.d), z = _mm512_set1_ps(p.zero);
+      __m512 r = _mm512_set1_ps(p.r), z = _mm512_set1_ps(p.zero);
       for (int i = 0; i < G; i += 16)
-        _mm_storeu_si128((__m128i *)(c + g * G + i), codes16(_mm512_loadu_ps(x + i), d, z, L));
+        _mm_storeu_si128((__m128i *)(c + g * G + i), codes16(_mm512_loadu_ps(x + i), r, z, L));
     }
   } else { /* G == 8: two groups per 16 lanes */
     for (int g = 0; g < ng; g += 2) {
@@ -633,9 +634,9 @@ AVX512_TARGET static void span_avx512(const float *w, int n, int G, int bits, ui
       __m256 a = _mm512_castps512_ps256(v), b = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
       gparam p0 = group_param(hmin8(a), hmax8(a), bits), p1 = group_param(hmin8(b), hmax8(b), bits);
       dh[g] = p0.dh, zp[g] = p0.z, dh[g + 1] = p1.dh, zp[g + 1] = p1.z;
-      __m512 d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(p0.d), _mm512_set1_ps(p1.d));
+      __m512 r = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(p0.r), _mm512_set1_ps(p1.r));
       __m512 z = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(p0.zero), _mm512_set1_ps(p1.zero));
-      _mm_storeu_si128((__m128i *)(c + g * 8), codes16(v, d, z, L));
+      _mm_storeu_si128((__m128i *)(c + g * 8), codes16(v, r, z, L));
     }
   }
   pack_avx2(bits, c, n / 32, o);
@@ -648,15 +649,11 @@ static const span_ops ops_avx512 = {load_avx512, span_avx512};
  * per-group min/max vectors, reduce the 16 groups' min/max with a transpose tree (one vector),
  * the 16 groups' parameters at once (group_param16), then codes packed straight from 32-bit
  * lanes into the block layout.
- * Division-free codes, bit-identical to the reference: y = w~ * fl(1/d) (two roundings of
- * 2^-24) differs from fl(w~ / d) by less than |y| 2^-22. So when y is farther than
- * tol = |y| 2^-21 from the nearest half-integer floor(y) + 1/2, no rounding boundary lies
- * between y and fl(w~ / d): roundf(fl(w~ / d)) is the round-to-nearest-even of y (they differ
- * only at exact ties, which are inside the window), and the integer add and clamp are exact.
- * Lanes within tol of a half-integer (a few per 10^4 at 8 bits), NaN, infinities and huge values
- * take the reference sequence (true division, round half away from zero) instead. Measured on
- * the 738M shape, one core: 2.9 GB/s of F16 master weights before (two passes, division),
- * 5.1-5.9 after, every width (docs/BENCHMARKS.md). */
+ * Codes by the reference's sequence on 16 lanes: rne(w~ * r) + zero, clamped (no division per
+ * weight: r = 1/d once per group). Measured on the 738M shape, one core: 2.9 GB/s of F16 master
+ * weights with two passes and a division per weight, 5.1-5.9 with one pass and a tie check
+ * around the multiplication (when codes were defined by roundf(w~ / d)), and about 7 with the
+ * reciprocal definition (docs/BENCHMARKS.md). */
 #define AVX512Q_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
 AVX512Q_TARGET static inline __m512 load16_w(ttq_dtype wt, const void *row, int64_t c,
@@ -691,25 +688,12 @@ AVX512Q_TARGET static inline __m512 tree16(const __m512 v[16], int is_max) {
   return _mm512_permutexvar_ps(nat, t);
 }
 
-/* 16 codes (int32 lanes) of w~ with the group's d, 1/d and zero (see above). */
-AVX512Q_TARGET static inline __m512i codes16_fast(__m512 w, __m512 d, __m512 r, __m512 zf,
-                                                 __m512i zi, __m512 Lf, __m512i Li) {
-  const __m512i absm = _mm512_set1_epi32(0x7fffffff);
-  __m512 y = _mm512_mul_ps(w, r);
-  __m512 f = _mm512_sub_ps(y, _mm512_roundscale_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
-  __m512 e = _mm512_castsi512_ps(
-      _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(f, _mm512_set1_ps(0.5f))), absm));
-  __m512 tol = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(y), absm)),
-                             _mm512_set1_ps(1.0f / 2097152.0f)); /* |y| 2^-21 */
-  __mmask16 tie = _mm512_cmp_ps_mask(e, tol, _CMP_NGT_UQ); /* e <= tol, or NaN */
-  __m512i k = _mm512_add_epi32(_mm512_cvt_roundps_epi32(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zi);
-  k = _mm512_min_epi32(_mm512_max_epi32(k, _mm512_setzero_si512()), Li);
-  if (tie) {
-    __m512 t = _mm512_add_ps(round_away16(_mm512_div_ps(w, d)), zf);
-    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), Lf);
-    k = _mm512_mask_mov_epi32(k, tie, _mm512_cvttps_epi32(t));
-  }
-  return k;
+/* 16 codes (int32 lanes) of w~ with the group's r = 1/d and zero: the float sequence of code_of
+ * (so NaN gives 0 and a huge value L, as there). */
+AVX512Q_TARGET static inline __m512i codes16_fast(__m512 w, __m512 r, __m512 zf, __m512 Lf) {
+  __m512 t = _mm512_add_ps(_mm512_roundscale_ps(_mm512_mul_ps(w, r), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zf);
+  t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), Lf);
+  return _mm512_cvttps_epi32(t);
 }
 
 /* Packs one block from its codes 0-15 (k0) and 16-31 (k1), int32 lanes. */
@@ -750,7 +734,6 @@ quant_row_avx512_t(const int bits, const ttq_dtype wt, const ttq_qmatrix *q, con
   int8_t *zp = q->z + r * ng;
   const float Lv = (float)((1 << bits) - 1);
   const __m512 Lf = _mm512_set1_ps(Lv);
-  const __m512i Li = _mm512_set1_epi32((1 << bits) - 1);
   float buf[16 * 1024] __attribute__((aligned(64)));
   for (int64_t g0 = 0; g0 < ng; g0 += 16) {
     const int k = ng - g0 < 16 ? (int)(ng - g0) : 16;
@@ -777,20 +760,16 @@ quant_row_avx512_t(const int bits, const ttq_dtype wt, const ttq_qmatrix *q, con
     group_param16(tree16(mn, 0), tree16(mx, 1), bits, &d, &z, dh16, z16);
     memcpy(dh + g0, dh16, (size_t)k * 2);
     memcpy(zp + g0, z16, (size_t)k);
-    float df[16], rf[16], zf[16];
-    int32_t zi[16];
-    _mm512_storeu_ps(df, d);
+    float rf[16], zf[16];
     _mm512_storeu_ps(rf, _mm512_div_ps(_mm512_set1_ps(1.0f), d));
     _mm512_storeu_ps(zf, z);
-    _mm512_storeu_si512(zi, _mm512_cvt_roundps_epi32(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     for (int g = 0; g < k; g++) {
-      const __m512 dv = _mm512_set1_ps(df[g]), rv = _mm512_set1_ps(rf[g]), zv = _mm512_set1_ps(zf[g]);
-      const __m512i ziv = _mm512_set1_epi32(zi[g]);
+      const __m512 rv = _mm512_set1_ps(rf[g]), zv = _mm512_set1_ps(zf[g]);
       const float *b = buf + g * G;
       uint8_t *o = codes + (size_t)((g0 + g) * G / 32) * bb;
       for (int j = 0; j < G; j += 32, o += bb) {
-        __m512i k0 = codes16_fast(_mm512_load_ps(b + j), dv, rv, zv, ziv, Lf, Li);
-        __m512i k1 = codes16_fast(_mm512_load_ps(b + j + 16), dv, rv, zv, ziv, Lf, Li);
+        __m512i k0 = codes16_fast(_mm512_load_ps(b + j), rv, zv, Lf);
+        __m512i k1 = codes16_fast(_mm512_load_ps(b + j + 16), rv, zv, Lf);
         pack16x2(bits, k0, k1, o);
       }
     }

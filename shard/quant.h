@@ -12,7 +12,10 @@
  *       only a group whose values all have one sign and lie far from 0 misses), lo and hi are
  *       first widened to min(lo, 0) and max(hi, 0) (the range then contains 0, so zero lies in
  *       [0, 2^bits - 1]) and d and zero recomputed; zero = B if it is still out (NaN, infinity),
- *     q = clamp(round(w~ / d) + zero, 0, 2^bits - 1),
+ *     q = clamp(rne(w~ * r) + zero, 0, 2^bits - 1), r = fl(1 / d) (rne: round half to even;
+ *         a multiplication by the group's reciprocal, not a division per weight: it differs
+ *         from round(w~ / d) only where w~ / d lies within a relative 2^-23 of a half-integer,
+ *         and keeps every SIMD variant at one multiplication and one rounding per weight),
  *     z  = zero - B, stored as int8.
  *   Here d is used at its fp16-rounded value in every later step. Dequantized:
  *   w~' = (q - zero) d, exact in f32 (|q - zero| < 2^9, d has 11 significant bits).

@@ -90,7 +90,7 @@ static void naive_quantize(ttq_dtype t, const void *W, const float *D, int64_t r
       o->d[r * ng + g] = dh;
       o->z[r * ng + g] = (int8_t)((int)zero - B);
       for (int i = 0; i < G; i++) {
-        float v = roundf(wt[i] / d) + zero;
+        float v = nearbyintf(wt[i] * (1.0f / d)) + zero;
         if (!(v > 0)) v = 0;
         if (v > L) v = L;
         int64_t c = g * G + i;
