@@ -62,7 +62,7 @@ static uint64_t cgroup_memory_max(void) {
 }
 
 /* What one rank needs to serve, estimated: its weights (mapped), the quantized copy of its
- * linear layers, its KV cache for max_ctx tokens, and prefill activations. Refuses, with the
+ * linear layers and output head, its KV cache for max_ctx tokens, and prefill activations. Refuses, with the
  * breakdown, when that exceeds the configured or cgroup limit. */
 static bool memory_fits(const ttqd_serve_cfg *c, const ttq_model *shard, int max_ctx, int rank) {
   uint64_t limit = c->memory_limit_mb > 0 ? (uint64_t)c->memory_limit_mb << 20 : cgroup_memory_max();
@@ -74,8 +74,10 @@ static bool memory_fits(const ttqd_serve_cfg *c, const ttq_model *shard, int max
       const ttq_tensor *t = ttq_proj_weight(shard, l, p);
       lin += (double)t->shape[0] * (double)t->shape[1];
     }
+  double head = c->eo.q.head_bits > 0 ? (double)shard->head.shape[0] * (double)mc->dim : 0;
   double quant = c->eo.q.method == TTQ_METHOD_FP ? 0
-                 : lin * c->eo.q.bits / 8.0 + lin / c->eo.q.group * 4.0;
+                 : lin * c->eo.q.bits / 8.0 + lin / c->eo.q.group * 4.0 +
+                       head * c->eo.q.head_bits / 8.0 + head / c->eo.q.group * 4.0;
   double kv = 2.0 * mc->n_layers * mc->n_kv_heads * mc->head_dim * (double)max_ctx * sizeof(float);
   double act = (double)max_ctx * (4.0 * mc->dim + 3.0 * mc->ffn_dim) * sizeof(float) + 64.0 * (1 << 20);
   double need = weights + quant + kv + act;
