@@ -358,7 +358,8 @@ static const float *layer_input(ttq_state *s, int l, int input, const float *X, 
       const int off = ttq_tp_input_offset(tp, input);
 #pragma omp parallel for num_threads(s->threads) schedule(static)
       for (int c0 = 0; c0 < width; c0 += 256) /* channels split over the threads, as fuse_scale */
-        ttq_stats_add_cols(s->stats, l, input, X, n, width, off, c0, c0 + 256 < width ? c0 + 256 : width);
+        ttq_stats_add_cols(s->stats, s->kern, l, input, X, n, width, off, c0,
+                           c0 + 256 < width ? c0 + 256 : width);
       if (!tp || tp->rank == 0) *ttq_stats_count(s->stats, l, input) += n;
       s->stats_ms += (omp_get_wtime() - t0) * 1e3;
     }

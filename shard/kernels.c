@@ -110,6 +110,20 @@ static void softmax_scalar(float *x, int n) {
   for (int j = 0; j < n; j++) x[j] *= inv;
 }
 
+/* One loop for every variant (each compiles it for its own ISA): every lane is one channel. */
+#define SUM_SQ_ABS_BODY                                                                        \
+  for (int t = 0; t < n; t++) {                                                                \
+    const float *restrict x = X + (size_t)t * (size_t)ld;                                      \
+    _Pragma("omp simd") for (int c = c0; c < c1; c++) {                                        \
+      sq[c] += (double)x[c] * x[c];                                                            \
+      ab[c] += fabs((double)x[c]);                                                             \
+    }                                                                                          \
+  }
+static void sum_sq_abs_scalar(double *restrict sq, double *restrict ab, const float *X, int n,
+                              int64_t ld, int c0, int c1) {
+  SUM_SQ_ABS_BODY
+}
+
 /* The reference: expf per element. */
 static void silu_mul_scalar(float *a, const float *b, int64_t n) {
   for (int64_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
@@ -117,7 +131,7 @@ static void silu_mul_scalar(float *a, const float *b, int64_t n) {
 
 static const ttq_kernels k_scalar = {"scalar", dot_f32_scalar, dot_bf16_scalar, dot_f16_scalar,
                                      cvt_bf16_scalar, cvt_f16_scalar, stream_scalar, attend_scalar,
-                                     softmax_scalar, silu_mul_scalar};
+                                     softmax_scalar, silu_mul_scalar, sum_sq_abs_scalar};
 
 #ifdef TTQ_X86
 /* ---- AVX2 + FMA + F16C ---- */
@@ -201,9 +215,14 @@ AVX2_TARGET static uint64_t stream_avx2(const uint8_t *p, size_t n) {
   return r;
 }
 
+AVX2_TARGET static void sum_sq_abs_avx2(double *restrict sq, double *restrict ab, const float *X,
+                                        int n, int64_t ld, int c0, int c1) {
+  SUM_SQ_ABS_BODY
+}
+
 static const ttq_kernels k_avx2 = {"avx2", dot_f32_avx2, dot_bf16_avx2, dot_f16_avx2,
                                    cvt_bf16_avx2, cvt_f16_avx2, stream_avx2, attend_scalar,
-                                   softmax_scalar, silu_mul_scalar};
+                                   softmax_scalar, silu_mul_scalar, sum_sq_abs_avx2};
 
 /* ---- AVX-512 (F + BW) ---- */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -481,6 +500,11 @@ AVX512_TARGET static void silu_mul_avx512(float *a, const float *b, int64_t n) {
   }
 }
 
+AVX512_TARGET static void sum_sq_abs_avx512(double *restrict sq, double *restrict ab,
+                                            const float *X, int n, int64_t ld, int c0, int c1) {
+  SUM_SQ_ABS_BODY
+}
+
 #undef X16
 #undef PAIR_ADD
 #undef QUAD_ADD
@@ -488,7 +512,7 @@ AVX512_TARGET static void silu_mul_avx512(float *a, const float *b, int64_t n) {
 
 static const ttq_kernels k_avx512 = {"avx512", dot_f32_avx512, dot_bf16_avx512, dot_f16_avx512,
                                      cvt_bf16_avx512, cvt_f16_avx512, stream_avx512, attend_avx512,
-                                     softmax_avx512, silu_mul_avx512};
+                                     softmax_avx512, silu_mul_avx512, sum_sq_abs_avx512};
 #endif
 
 static const ttq_kernels *by_name(const char *isa) {

@@ -34,6 +34,10 @@ typedef struct ttq_kernels {
   /* a[i] = silu(a[i]) * b[i] = a[i] / (1 + exp(-a[i])) * b[i] for i < n (the SwiGLU of the
    * feed-forward block). Can't fail. */
   void (*silu_mul)(float *a, const float *b, int64_t n);
+  /* The prefill statistics of columns [c0, c1) of n rows of X (row stride ld floats):
+   * sq[c] += x[t][c]^2 and ab[c] += |x[t][c]| in double, t in order. The square of a float is
+   * exact in double, so every variant gives the same bits (with or without contraction). */
+  void (*sum_sq_abs)(double *sq, double *ab, const float *X, int n, int64_t ld, int c0, int c1);
 } ttq_kernels;
 
 /* The best variant this CPU runs, or the one named by `isa` ("avx512", "avx2", "scalar") when

@@ -2,7 +2,6 @@
  *   for each input i: sumsq[width[i]], sumabs[width[i]], count[1]. */
 #include "stats.h"
 
-#include <math.h>
 #include <stdlib.h>
 
 #include "util.h"
@@ -45,46 +44,15 @@ double *ttq_stats_count(const ttq_stats *s, int layer, int input) {
   return ttq_stats_sumsq(s, layer, input) + 2 * (size_t)s->width[input];
 }
 
-/* The sums of ttq_stats_add_cols, compiled for the baseline ISA and for AVX-512 (8 channels per
- * instruction instead of 2): every lane is one channel summing its rows in order, so both give
- * the same bits. */
-#define ADD_COLS_BODY                                                                          \
-  for (int t = 0; t < n; t++) { /* each channel sums its rows in order: the same on any split */ \
-    const float *restrict x = X + (size_t)t * (size_t)ld;                                      \
-    _Pragma("omp simd") for (int c = c0; c < c1; c++) {                                        \
-      sq[c] += (double)x[c] * x[c]; /* exact product: the same with or without contraction */  \
-      ab[c] += fabs((double)x[c]);                                                             \
-    }                                                                                          \
-  }
-static void add_cols_base(double *restrict sq, double *restrict ab, const float *X, int n,
-                          int64_t ld, int c0, int c1) {
-  ADD_COLS_BODY
-}
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void add_cols_avx512(double *restrict sq,
-                                                                double *restrict ab,
-                                                                const float *X, int n, int64_t ld,
-                                                                int c0, int c1) {
-  ADD_COLS_BODY
-}
-#endif
-#undef ADD_COLS_BODY
-
-void ttq_stats_add_cols(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld,
-                        int offset, int c0, int c1) {
-  double *sq = ttq_stats_sumsq(s, layer, input) + offset;
-  double *ab = ttq_stats_sumabs(s, layer, input) + offset;
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx512f")) {
-    add_cols_avx512(sq, ab, X, n, ld, c0, c1);
-    return;
-  }
-#endif
-  add_cols_base(sq, ab, X, n, ld, c0, c1);
+void ttq_stats_add_cols(ttq_stats *s, const ttq_kernels *k, int layer, int input, const float *X,
+                        int n, int64_t ld, int offset, int c0, int c1) {
+  if (!k) k = ttq_kernels_select(NULL);
+  k->sum_sq_abs(ttq_stats_sumsq(s, layer, input) + offset, ttq_stats_sumabs(s, layer, input) + offset,
+                X, n, ld, c0, c1);
 }
 
 void ttq_stats_add(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld) {
-  ttq_stats_add_cols(s, layer, input, X, n, ld, 0, 0, s->width[input]);
+  ttq_stats_add_cols(s, NULL, layer, input, X, n, ld, 0, 0, s->width[input]);
   *ttq_stats_count(s, layer, input) += n;
 }
 

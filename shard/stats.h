@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "kernels.h"
 #include "model.h"
 
 enum { TTQ_IN_ATTN = 0, TTQ_IN_O = 1, TTQ_IN_MLP = 2, TTQ_IN_DOWN = 3, TTQ_N_INPUTS = 4 };
@@ -34,14 +35,16 @@ double *ttq_stats_sumsq(const ttq_stats *s, int layer, int input);
 double *ttq_stats_sumabs(const ttq_stats *s, int layer, int input);
 double *ttq_stats_count(const ttq_stats *s, int layer, int input);
 
-/* Adds n rows of X (row stride ld floats, width[input] channels). Can't fail. */
+/* Adds n rows of X (row stride ld floats, width[input] channels), with the kernels
+ * ttq_kernels_select(NULL) picks. Can't fail. */
 void ttq_stats_add(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld);
 /* Adds columns [c0, c1) of n rows of X (row stride ld floats) to channels offset + c0 ..
- * offset + c1 - 1; the token count is not touched. Each channel sums its rows in order, so any
- * split of the columns gives the sums of one call; calls on disjoint columns may run on
+ * offset + c1 - 1 with kernels k (kernels.h sum_sq_abs; NULL: ttq_kernels_select(NULL)); the
+ * token count is not touched. Each channel sums its rows in order, so any split of the columns
+ * and every kernel variant give the sums of one call; calls on disjoint columns may run on
  * different threads. Can't fail. */
-void ttq_stats_add_cols(ttq_stats *s, int layer, int input, const float *X, int n, int64_t ld,
-                        int offset, int c0, int c1);
+void ttq_stats_add_cols(ttq_stats *s, const ttq_kernels *k, int layer, int input, const float *X,
+                        int n, int64_t ld, int offset, int c0, int c1);
 /* dst += src (same shape, else TTQ_EINVAL). */
 int ttq_stats_merge(ttq_stats *dst, const ttq_stats *src, ttq_diag *d);
 
