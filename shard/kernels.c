@@ -505,6 +505,7 @@ AVX512_TARGET static void sum_sq_abs_avx512(double *restrict sq, double *restric
   SUM_SQ_ABS_BODY
 }
 
+#undef SUM_SQ_ABS_BODY
 #undef X16
 #undef PAIR_ADD
 #undef QUAD_ADD

@@ -3,9 +3,10 @@
  * scalar versions chosen at run time.
  *
  * Contract: every variant computes the same mathematical result; they may differ only by the
- * order of floating-point additions and by contraction into fused multiply-adds (`attend`
- * also by its exp: the scalar variant uses expf, the AVX-512 one a polynomial within 2^-22
- * relative error). No variant reads past `n` elements. */
+ * order of floating-point additions and by contraction into fused multiply-adds (`attend`,
+ * `softmax` and `silu_mul` also by their exp: the scalar variant uses expf, the AVX-512 one a
+ * polynomial within 2^-22 relative error; `sum_sq_abs` gives the same bits in every variant).
+ * No variant reads past `n` elements. */
 #ifndef TTQ_KERNELS_H
 #define TTQ_KERNELS_H
 
