@@ -413,6 +413,8 @@ AVX512_TARGET static inline void values4x64(const float *a0, const float *a1, co
   HC(ZERO)
   for (int j = 0; j < n; j++) {
     const float *v = V + (size_t)j * hd;
+    if (j + 16 < n) /* the value row 16 ahead */
+      for (int b = 0; b < hd; b += 16) _mm_prefetch((const char *)(v + (size_t)16 * hd + b), _MM_HINT_T0);
     const __m512 v0 = _mm512_maskz_loadu_ps(cm0, v), v1 = _mm512_maskz_loadu_ps(cm1, v + 16),
                  v2 = _mm512_maskz_loadu_ps(cm2, v + 32), v3 = _mm512_maskz_loadu_ps(cm3, v + 48);
     const __m512 p0 = _mm512_set1_ps(a0[j]), p1 = _mm512_set1_ps(a1[j]),
@@ -449,10 +451,16 @@ AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, c
                                         int n, int hd, float scale, float *att, float *out) {
   const int nc = (hd + 15) / 16;
   const __mmask16 last = tail16(hd - 16 * (nc - 1));
-  for (int j0 = 0; j0 < n; j0 += 16)
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    if (j0 + 16 < n) /* the next block of keys, while this one serves the g heads */
+      for (int b = 0; b < 16 * hd; b += 16)
+        _mm_prefetch((const char *)(K + (size_t)(j0 + 16) * hd + b), _MM_HINT_T0);
+    if (j0 == 0) /* the first values, for after the scores */
+      for (int b = 0; b < 16 * hd && b < n * hd; b += 16) _mm_prefetch((const char *)(V + b), _MM_HINT_T0);
     for (int h = 0; h < g; h++)
       scores16(q + (size_t)h * hd, K + (size_t)j0 * hd, hd, n - j0 < 16 ? n - j0 : 16, nc, last,
                scale, att + (size_t)h * n + j0);
+  }
   float inv[1024]; /* g <= n_heads <= 1024 (model.c) */
   for (int h = 0; h < g; h++) inv[h] = 1.0f / exp_shifted_avx512(att + (size_t)h * n, n);
   /* 4 heads x 64 columns per pass; heads past g are clamped (computed, not stored) */
