@@ -261,26 +261,31 @@ static void row_share(int64_t total, int nt, int id, int64_t *a, int64_t *b) {
   *b = *a + per < total ? *a + per : total;
 }
 
+/* Y = Q X for the n rows of X (Y row stride = q->rows), q's rows split over the threads; one
+ * token through its prepared input, as decode_token multiplies (so its products are decode's bit
+ * for bit). */
+static void qmatrix_rows(ttq_state *s, const ttq_qmatrix *q, const float *X, int n, float *Y) {
+#pragma omp parallel num_threads(s->threads)
+  {
+    int64_t r0, r1;
+    const int id = omp_get_thread_num();
+    row_share(q->rows, omp_get_num_threads(), id, &r0, &r1);
+    if (r0 < r1 && n == 1) {
+      ttq_qact a;
+      ttq_qact_prepare(s->kern, q, X, s->qact_buf + (size_t)id * s->qact_stride, &a);
+      ttq_qmatvec_qact(s->kern, q, &a, Y, r0, r1);
+    } else if (r0 < r1) {
+      ttq_qmatmul(s->kern, q, X, n, Y, q->rows, r0, r1);
+    }
+  }
+}
+
 /* Quantized product Y = Q(W D)(X / D) [+ B (A X)] of projection p of layer l, rows split
  * over threads. X is the unscaled input, XS the input scaled by 1/D (== X when D = 1). */
 static void qlinear(ttq_state *s, int l, int p, const float *X, const float *XS, int n, float *Y) {
   const ttq_qmatrix *q = &s->qm->layers[l].w[p];
   const int64_t rows = q->rows;
-#pragma omp parallel num_threads(s->threads)
-  {
-    int64_t r0, r1;
-    const int id = omp_get_thread_num();
-    row_share(rows, omp_get_num_threads(), id, &r0, &r1);
-    if (r0 < r1) {
-      if (n == 1) {
-        ttq_qact a;
-        ttq_qact_prepare(s->kern, q, XS, s->qact_buf + (size_t)id * s->qact_stride, &a);
-        ttq_qmatvec_qact(s->kern, q, &a, Y, r0, r1);
-      } else {
-        ttq_qmatmul(s->kern, q, XS, n, Y, rows, r0, r1);
-      }
-    }
-  }
+  qmatrix_rows(s, q, XS, n, Y);
   const ttq_lowrank *lr = s->qm->lr;
   if (lr) {
     const int r = lr->rank;
@@ -542,26 +547,6 @@ static void tp_allreduce(ttq_tp *tp, float *buf, size_t n) {
   tp->calls++;
 }
 
-/* Logits Y (n x this rank's vocabulary rows) of the n normalized rows X from the quantized head,
- * rows split over the threads and one token by the prepared input, as in qlinear (so a single
- * token's logits are decode_token's bit for bit). */
-static void head_rows_quantized(ttq_state *s, const float *X, int n, float *Y) {
-  const ttq_qmatrix *q = &s->qm->head;
-#pragma omp parallel num_threads(s->threads)
-  {
-    int64_t r0, r1;
-    const int id = omp_get_thread_num();
-    row_share(q->rows, omp_get_num_threads(), id, &r0, &r1);
-    if (r0 < r1 && n == 1) {
-      ttq_qact a;
-      ttq_qact_prepare(s->kern, q, X, s->qact_buf + (size_t)id * s->qact_stride, &a);
-      ttq_qmatvec_qact(s->kern, q, &a, Y, r0, r1);
-    } else if (r0 < r1) {
-      ttq_qmatmul(s->kern, q, X, n, Y, q->rows, r0, r1);
-    }
-  }
-}
-
 /* One chunk of n tokens (n <= max_batch) through all layers; logits of the requested rows. */
 static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *logits,
                           bool all_logits) {
@@ -619,7 +604,7 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, &m->final_norm, dim,
             c->norm_eps, s->kern, wtmp);
   float *out = m->tp && m->tp->gather_logits ? s->logits_local : logits;
-  if (s->qm && s->qm->has_head) head_rows_quantized(s, s->xb, rows, out);
+  if (s->qm && s->qm->has_head) qmatrix_rows(s, &s->qm->head, s->xb, rows, out);
   else linear(s, &m->head, s->xb, rows, out, NULL, NULL);
   if (m->tp && m->tp->gather_logits) { /* this rank's vocabulary rows, then everyone's */
     m->tp->gather_logits(m->tp->u, m->tp, s->logits_local, rows, logits);
