@@ -79,19 +79,24 @@ static uint64_t stream_scalar(const uint8_t *p, size_t n) {
   return a[0] ^ a[1] ^ a[2] ^ a[3];
 }
 
+/* x[j] = expf(x[j] - max x) for j < n, in place; returns their sum, added in order. The
+ * exponential half of a softmax, shared by attend_scalar and softmax_scalar. */
+static float exp_shifted_scalar(float *x, int n) {
+  float mx = -INFINITY, sum = 0;
+  for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+  for (int j = 0; j < n; j++) sum += (x[j] = expf(x[j] - mx));
+  return sum;
+}
+
 /* The reference: per head, scores by dot products, softmax with expf, then each out[i] sums
  * the positions in order. */
 static void attend_scalar(const float *q, int g, const float *K, const float *V, int n, int hd,
                           float scale, float *att, float *out) {
   for (int h = 0; h < g; h++) {
     const float *qh = q + (size_t)h * hd;
-    float *a = att + (size_t)h * n, mx = -INFINITY, sum = 0;
-    for (int j = 0; j < n; j++) {
-      a[j] = dot_f32_scalar(qh, K + (size_t)j * hd, hd) * scale;
-      if (a[j] > mx) mx = a[j];
-    }
-    for (int j = 0; j < n; j++) sum += (a[j] = expf(a[j] - mx));
-    const float inv = 1.0f / sum;
+    float *a = att + (size_t)h * n;
+    for (int j = 0; j < n; j++) a[j] = dot_f32_scalar(qh, K + (size_t)j * hd, hd) * scale;
+    const float inv = 1.0f / exp_shifted_scalar(a, n);
     float *restrict o = out + (size_t)h * hd;
     memset(o, 0, (size_t)hd * sizeof *o);
     for (int j = 0; j < n; j++) {
@@ -103,10 +108,7 @@ static void attend_scalar(const float *q, int g, const float *K, const float *V,
 
 /* The reference: max, expf and the sum in order, then one multiplication by 1/sum. */
 static void softmax_scalar(float *x, int n) {
-  float mx = -INFINITY, sum = 0;
-  for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-  for (int j = 0; j < n; j++) sum += (x[j] = expf(x[j] - mx));
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / exp_shifted_scalar(x, n);
   for (int j = 0; j < n; j++) x[j] *= inv;
 }
 
