@@ -76,8 +76,8 @@ static bool memory_fits(const ttqd_serve_cfg *c, const ttq_model *shard, int max
     }
   double head = c->eo.q.head_bits > 0 ? (double)shard->head.shape[0] * (double)mc->dim : 0;
   double quant = c->eo.q.method == TTQ_METHOD_FP ? 0
-                 : lin * c->eo.q.bits / 8.0 + lin / c->eo.q.group * 4.0 +
-                       head * c->eo.q.head_bits / 8.0 + head / c->eo.q.group * 4.0;
+                 : (lin * c->eo.q.bits + head * c->eo.q.head_bits) / 8.0 +
+                       (lin + head) / c->eo.q.group * 4.0;
   double kv = 2.0 * mc->n_layers * mc->n_kv_heads * mc->head_dim * (double)max_ctx * sizeof(float);
   double act = (double)max_ctx * (4.0 * mc->dim + 3.0 * mc->ffn_dim) * sizeof(float) + 64.0 * (1 << 20);
   double need = weights + quant + kv + act;
