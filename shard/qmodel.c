@@ -136,17 +136,23 @@ const ttq_tensor *ttq_proj_weight(const ttq_model *m, int l, int p) {
   return t[p];
 }
 
-/* The output head into q->head placed at `at`, round to nearest (D = 1) at cfg.head_bits,
- * 64 rows per task on the default OpenMP threads. Can't fail (the settings were checked). */
+/* Quantizes the whole matrix W (dtype wt) with scale D (NULL: 1) into qm, 16 rows per task on
+ * `threads` threads. Can't fail. */
+static void quantize_matrix(ttq_qmatrix *qm, ttq_dtype wt, const void *W, const float *D,
+                            int threads) {
+  const int64_t rows = qm->rows, chunk = 16;
+  const ttq_kernels *k = ttq_kernels_select(NULL); /* once, not per chunk */
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk)
+    ttq_quantize_rows_k(k, qm, wt, W, D, r0, r0 + chunk < rows ? r0 + chunk : rows);
+}
+
+/* The output head into q->head placed at `at`, round to nearest (D = 1) at cfg.head_bits, on the
+ * default number of OpenMP threads. Can't fail (the settings were checked). */
 static void quantize_head(ttq_qmodel *q, const ttq_model *m, void *at) {
   const ttq_tensor *h = &m->head;
-  ttq_qmatrix *qh = &q->head;
-  ttq_qmatrix_place(qh, h->shape[0], h->shape[1], q->cfg.head_bits, q->cfg.group, at, NULL);
-  const ttq_kernels *k = ttq_kernels_select(NULL);
-  const int64_t rows = qh->rows;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t r0 = 0; r0 < rows; r0 += 64)
-    ttq_quantize_rows_k(k, qh, h->dtype, h->data, NULL, r0, r0 + 64 < rows ? r0 + 64 : rows);
+  ttq_qmatrix_place(&q->head, h->shape[0], h->shape[1], q->cfg.head_bits, q->cfg.group, at, NULL);
+  quantize_matrix(&q->head, h->dtype, h->data, NULL, omp_get_max_threads());
 }
 
 int ttq_qmodel_init(ttq_qmodel *q, const ttq_model *m, const ttq_qcfg *cfg,
@@ -260,17 +266,10 @@ static void quantize_input(ttq_qmodel *q, const ttq_model *m, int l, int input, 
                            int threads) {
   for (int p = 0; p < TTQ_N_PROJ; p++) {
     if (ttq_proj_input[p] != input) continue;
-    ttq_qmatrix *qm = &q->layers[l].w[p];
     const ttq_tensor *w = ttq_proj_weight(m, l, p);
     const float *R = q->lr ? q->lr->R[l * TTQ_N_PROJ + p] : NULL;
-    const int64_t rows = qm->rows, chunk = 16;
-    const ttq_kernels *k = ttq_kernels_select(NULL); /* once, not per chunk */
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-      int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
-      if (R) ttq_quantize_rows_k(k, qm, TTQ_F32, R, D, r0, r1);
-      else ttq_quantize_rows_k(k, qm, w->dtype, w->data, D, r0, r1);
-    }
+    if (R) quantize_matrix(&q->layers[l].w[p], TTQ_F32, R, D, threads);
+    else quantize_matrix(&q->layers[l].w[p], w->dtype, w->data, D, threads);
   }
 }
 
