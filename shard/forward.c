@@ -103,7 +103,7 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
     s->gemm_xbuf = xalloc(ttq_gemm_x_bytes(s->gemm_isa, s->max_batch, widest), &ok);
   }
   s->dec_dim = ((size_t)c->dim + 15) / 16 * 16;
-  s->dec_stride = 2 * s->dec_dim + (widest + 15) / 16 * 16;
+  s->dec_stride = 3 * s->dec_dim + (widest + 15) / 16 * 16;
   s->dec = xalloc((size_t)s->threads * s->dec_stride * 4, &ok);
   s->qact_stride = (ttq_qact_bytes((int64_t)widest) + 63) / 64 * 64;
   s->qact_buf = xalloc((size_t)s->threads * s->qact_stride, &ok);
@@ -382,42 +382,66 @@ static void proj(ttq_state *s, int l, int p, const float *X, const float *XS, in
   else linear(s, ttq_proj_weight(s->m, l, p), X, n, Y, NULL, NULL);
 }
 
-/* Decoding one token, called by every thread of a parallel region: this thread's rows of the np
- * projections ps[] of layer l that share the input (X unscaled, XS scaled by 1/D for the
- * quantized weights s->qm, else the checkpoint's). Their rows, concatenated, are split into one
- * contiguous share per thread (same width, so rows are bytes). With glu (ps = gate, up; Y = hb,
- * hb2) both are split alike over the ffn rows and each thread applies hb = silu(hb) * hb2 to its
- * own rows. Same products as proj() row for row. */
-static void proj_rows(ttq_state *s, int l, const int *ps, int np, const float *X, const float *XS,
-                      float *const *Y, bool glu, int id, int nt) {
-  int64_t off[4], total = 0, rows[4], a, b;
-  for (int i = 0; i < np; i++)
-    rows[i] = s->qm ? s->qm->layers[l].w[ps[i]].rows : ttq_proj_weight(s->m, l, ps[i])->shape[0];
-  for (int i = 0; i < np; i++) off[i] = total, total += glu ? 0 : rows[i];
-  if (glu) total = rows[0];
-  row_share(total, nt, id, &a, &b);
-  if (a >= b) return;
-  ttq_qact qa; /* this thread's rows of every projection read one prepared input */
-  if (s->qm)
-    ttq_qact_prepare(s->kern, &s->qm->layers[l].w[ps[0]], XS,
-                     s->qact_buf + (size_t)id * s->qact_stride, &qa);
+/* Decoding one token, called by every thread of a parallel region: rows [r0[i], r1[i]) of each of
+ * the np projections ps[] of layer l that share the input (X unscaled; qa the input scaled by 1/D
+ * and prepared for the quantized weights s->qm, else unused), into Y[i]. Same products as proj()
+ * row for row. */
+static void proj_ranges(ttq_state *s, int l, const int *ps, int np, const float *X,
+                        const ttq_qact *qa, float *const *Y, const int64_t *r0, const int64_t *r1) {
   for (int i = 0; i < np; i++) {
-    int64_t o = glu ? 0 : off[i], r0 = a - o, r1 = b - o;
-    r0 = r0 < 0 ? 0 : r0;
-    r1 = r1 > rows[i] ? rows[i] : r1;
-    if (r0 >= r1) continue;
+    if (r0[i] >= r1[i]) continue;
     if (s->qm) {
-      ttq_qmatvec_qact(s->kern, &s->qm->layers[l].w[ps[i]], &qa, Y[i], r0, r1);
+      ttq_qmatvec_qact(s->kern, &s->qm->layers[l].w[ps[i]], qa, Y[i], r0[i], r1[i]);
     } else {
       const ttq_tensor *W = ttq_proj_weight(s->m, l, ps[i]);
-      const size_t rb = W->nbytes / (size_t)rows[i];
-      for (int64_t r = r0; r < r1; r++)
+      const size_t rb = W->nbytes / (size_t)W->shape[0];
+      for (int64_t r = r0[i]; r < r1[i]; r++)
         Y[i][r] = ttq_dot_row(s->kern, W->dtype, (const uint8_t *)W->data + (size_t)r * rb, X,
                               W->shape[1]);
     }
   }
-  if (glu)
-    s->kern->silu_mul(Y[0] + a, Y[1] + a, b - a);
+}
+
+/* The input XS of layer l's projection p prepared in thread id's buffer, for the quantized
+ * weights (else qa is unused). One preparation serves every projection of the same input. */
+static void proj_prepare(ttq_state *s, int l, int p, const float *XS, int id, ttq_qact *qa) {
+  if (s->qm)
+    ttq_qact_prepare(s->kern, &s->qm->layers[l].w[p], XS,
+                     s->qact_buf + (size_t)id * s->qact_stride, qa);
+}
+
+static int64_t proj_height(const ttq_state *s, int l, int p) {
+  return s->qm ? s->qm->layers[l].w[p].rows : ttq_proj_weight(s->m, l, p)->shape[0];
+}
+
+/* Rows [a, b) of the np projections ps[]' rows concatenated (glu: of gate and up alike, then
+ * hb = silu(hb) * hb2 over them; ps = gate, up and Y = hb, hb2). */
+static void proj_span(ttq_state *s, int l, const int *ps, int np, const float *X,
+                      const ttq_qact *qa, float *const *Y, bool glu, int64_t a, int64_t b) {
+  int64_t r0[4], r1[4], o = 0;
+  for (int i = 0; i < np; i++) {
+    const int64_t rows = proj_height(s, l, ps[i]);
+    r0[i] = a - o < 0 ? 0 : a - o > rows ? rows : a - o;
+    r1[i] = b - o > rows ? rows : b - o < 0 ? 0 : b - o;
+    if (!glu) o += rows;
+  }
+  proj_ranges(s, l, ps, np, X, qa, Y, r0, r1);
+  if (glu) s->kern->silu_mul(Y[0] + a, Y[1] + a, b - a);
+}
+
+/* proj_span over this thread's share (row_share) of the rows: one contiguous stream per thread.
+ * (Handing out the rest of a slower thread's share to the faster one removed most of the
+ * barrier waits but not the time: both threads stream from one memory, and a thread running
+ * alone reads faster. Measured within noise, W4 and W2.) */
+static void proj_rows(ttq_state *s, int l, const int *ps, int np, const float *X, const float *XS,
+                      float *const *Y, bool glu, int id, int nt) {
+  int64_t total = 0, a, b;
+  for (int i = 0; i < np; i++) total += glu && i ? 0 : proj_height(s, l, ps[i]);
+  row_share(total, nt, id, &a, &b);
+  if (a >= b) return;
+  ttq_qact qa;
+  proj_prepare(s, l, ps[0], XS, id, &qa);
+  proj_span(s, l, ps, np, X, &qa, Y, glu, a, b);
 }
 
 /* Rotates pairs of one head vector by the angle table of position p. */
@@ -439,9 +463,8 @@ static void head_rmsnorm(float *v, int hd, const float *w, float eps) {
 }
 
 /* Token t of the chunk at position p of layer l: (qwen3) per-head rmsnorm and RoPE of its query
- * and key heads, and its key and value into the cache. Heads id, id + nt, ... only: nt threads
- * share the heads of one token this way. */
-static void rope_and_cache(ttq_state *s, int l, int t, int p, int id, int nt) {
+ * heads [qh0, qh1) and key heads [kh0, kh1), and those keys and values into the cache. */
+static void rope_and_cache(ttq_state *s, int l, int t, int p, int qh0, int qh1, int kh0, int kh1) {
   const ttq_config *c = &s->m->cfg;
   const ttq_layer *L = &s->m->layers[l];
   const int hd = c->head_dim, nkv = c->n_kv_heads, half = hd / 2;
@@ -453,12 +476,12 @@ static void rope_and_cache(ttq_state *s, int l, int t, int p, int id, int nt) {
   }
   float *kc = s->k_cache + (size_t)l * nkv * T * hd, *vc = s->v_cache + (size_t)l * nkv * T * hd;
   const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
-  for (int h = id; h < c->n_heads; h += nt) {
+  for (int h = qh0; h < qh1; h++) {
     float *qh = s->q + (size_t)t * qd + (size_t)h * hd;
     if (c->qk_norm) head_rmsnorm(qh, hd, qn, c->norm_eps);
     rope(qh, hd, cs, sn, c->rope_interleaved);
   }
-  for (int h = id; h < nkv; h += nt) {
+  for (int h = kh0; h < kh1; h++) {
     float *kh = s->k + (size_t)t * kvd + (size_t)h * hd;
     if (c->qk_norm) head_rmsnorm(kh, hd, kn, c->norm_eps);
     rope(kh, hd, cs, sn, c->rope_interleaved);
@@ -572,7 +595,7 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
     proj(s, l, TTQ_P_Q, s->xb, in, n, s->q);
     proj(s, l, TTQ_P_K, s->xb, in, n, s->k);
     proj(s, l, TTQ_P_V, s->xb, in, n, s->v);
-    for (int t = 0; t < n; t++) rope_and_cache(s, l, t, p0 + t, 0, 1);
+    for (int t = 0; t < n; t++) rope_and_cache(s, l, t, p0 + t, 0, c->n_heads, 0, c->n_kv_heads);
     attention(s, l, n, p0);
     in = layer_input(s, l, TTQ_IN_O, s->att_out, n, (int)qd);
     proj(s, l, TTQ_P_O, s->att_out, in, n, s->xb);
@@ -614,9 +637,10 @@ static void forward_chunk(ttq_state *s, const int32_t *tokens, int n, float *log
 }
 
 /* Inside decode_token's region, after every thread wrote its rows of a row-parallel projection
- * into s->xb: x += xb (tensor parallel: summed over the ranks first), each thread its slice
- * [d0, d1) of x; barriers before and after, so the caller reads the whole new x. */
-static void add_to_residual(ttq_state *s, int64_t d0, int64_t d1) {
+ * into s->xb: xr += xb (tensor parallel: summed over the ranks first), where xr is the calling
+ * thread's own copy of the residual stream. The barrier before makes xb whole; none is needed
+ * after, since xb is next written only after a later barrier every thread reaches after this. */
+static void add_to_residual(ttq_state *s, float *xr) {
   ttq_tp *tp = s->m->tp;
 #pragma omp barrier
   if (tp && tp->allreduce_f32) {
@@ -624,23 +648,48 @@ static void add_to_residual(ttq_state *s, int64_t d0, int64_t d1) {
     tp_allreduce(tp, s->xb, (size_t)s->m->cfg.dim);
 #pragma omp barrier
   }
-  for (int64_t i = d0; i < d1; i++) s->x[i] += s->xb[i];
-#pragma omp barrier
+  const int dim = s->m->cfg.dim;
+#pragma omp simd
+  for (int i = 0; i < dim; i++) xr[i] += s->xb[i];
+}
+
+/* Thread id's key/value heads [kh0, kh1) when decode_token splits the attention block by heads:
+ * the local heads divide evenly over the threads and a head's rows are whole sets of 16. Then
+ * each thread computes the q, k and v rows of its own heads, rotates, caches and attends them,
+ * with no barrier until the o projection. Returns false where the split does not apply. */
+static bool head_share(const ttq_state *s, int nt, int id, int *kh0, int *kh1) {
+  const ttq_config *c = &s->m->cfg;
+  if (c->n_kv_heads % nt || c->head_dim % 16) return false;
+  const int per = c->n_kv_heads / nt;
+  *kh0 = id * per;
+  *kh1 = *kh0 + per;
+  return true;
+}
+
+/* The local query heads [h0, h1) of local key/value heads [kh0, kh1). */
+static void query_heads(const ttq_config *c, int kh0, int kh1, int *h0, int *h1) {
+  const int a = (kh0 + c->kv_offset) * c->kv_group - c->head_offset,
+            b = (kh1 + c->kv_offset) * c->kv_group - c->head_offset;
+  *h0 = a < 0 ? 0 : a > c->n_heads ? c->n_heads : a;
+  *h1 = b < 0 ? 0 : b > c->n_heads ? c->n_heads : b;
 }
 
 /* One decoding step (n == 1, no statistics, taps, fused or low-rank quantization): the layer of
  * forward_chunk with the same arithmetic in the same order, so the logits are bit-identical,
  * but in one parallel region for the whole token instead of a fork and join per step. Every
  * step is split over the threads; the small vector steps each thread needs whole (rmsnorm, the
- * 1/D scaling, the activation rounding in proj_rows) each thread does for itself, where one
- * thread would otherwise work while the others wait. Barriers separate the steps that read what
- * other threads wrote. Measured 1.04-1.05x the decode tok/s of a fork and join per step (W4, 738M
- * model); prefetching each thread's next rows before a barrier measured no further gain. */
+ * residual add, the 1/D scaling, the activation rounding in proj_rows) each thread does for
+ * itself, on its own copy of the residual stream, where one thread would otherwise work while
+ * the others wait. The attention block is split by key/value heads (head_share): four barriers
+ * per layer, one before each projection that reads what other threads wrote (o, gate/up's input
+ * via the residual, down) and the residual's. Measured 1.04-1.05x the decode tok/s of a fork and
+ * join per step (W4, 738M model); prefetching each thread's next rows before a barrier measured
+ * no further gain. */
 static void decode_token(ttq_state *s, int32_t token, float *logits) {
   const ttq_model *m = s->m;
   const ttq_config *c = &m->cfg;
-  const int dim = c->dim, p = s->pos;
-  const size_t qd = (size_t)c->n_heads * c->head_dim;
+  const int dim = c->dim, p = s->pos, hd = c->head_dim;
+  const size_t qd = (size_t)c->n_heads * hd;
   ttq_tp *tp = m->tp;
   const int P_QKV[3] = {TTQ_P_Q, TTQ_P_K, TTQ_P_V}, P_O[1] = {TTQ_P_O},
             P_GU[2] = {TTQ_P_GATE, TTQ_P_UP}, P_D[1] = {TTQ_P_DOWN};
@@ -652,25 +701,40 @@ static void decode_token(ttq_state *s, int32_t token, float *logits) {
     const int nt = omp_get_num_threads(), id = omp_get_thread_num();
     float *xb = s->dec + (size_t)id * s->dec_stride; /* this thread's normalized input [dim] */
     float *wtmp = xb + s->dec_dim;                   /* a norm weight row [dim] */
-    float *xs = wtmp + s->dec_dim;                   /* an input scaled by 1/D [widest] */
-    int64_t d0, d1; /* this thread's slice of the residual stream */
-    row_share(dim, nt, id, &d0, &d1);
+    float *xr = wtmp + s->dec_dim;                   /* its copy of the residual stream [dim] */
+    float *xs = xr + s->dec_dim;                     /* an input scaled by 1/D [widest] */
+    memcpy(xr, s->x, (size_t)dim * 4);
+    int kh0 = 0, kh1 = 0, h0 = 0, h1 = 0;
+    const bool by_head = head_share(s, nt, id, &kh0, &kh1);
+    if (by_head) query_heads(c, kh0, kh1, &h0, &h1);
+    const int64_t qkv_r0[3] = {(int64_t)h0 * hd, (int64_t)kh0 * hd, (int64_t)kh0 * hd},
+                  qkv_r1[3] = {(int64_t)h1 * hd, (int64_t)kh1 * hd, (int64_t)kh1 * hd};
     for (int l = 0; l < c->n_layers; l++) {
       const ttq_layer *L = &m->layers[l];
-      rmsnorm(xb, s->x, &L->attn_norm, dim, c->norm_eps, s->kern, wtmp);
+      rmsnorm(xb, xr, &L->attn_norm, dim, c->norm_eps, s->kern, wtmp);
       const float *in = scale_input(s, l, TTQ_IN_ATTN, xb, 1, dim, xs);
       float *const qkv[3] = {s->q, s->k, s->v};
-      proj_rows(s, l, P_QKV, 3, xb, in, qkv, false, id, nt);
+      if (by_head) { /* this thread's heads, start to end */
+        ttq_qact qa;
+        proj_prepare(s, l, TTQ_P_Q, in, id, &qa);
+        proj_ranges(s, l, P_QKV, 3, xb, &qa, qkv, qkv_r0, qkv_r1);
+        rope_and_cache(s, l, 0, p, h0, h1, kh0, kh1);
+        for (int kh = kh0; kh < kh1; kh++) attend_item(s, l, kh, p);
 #pragma omp barrier
-      rope_and_cache(s, l, 0, p, id, nt);
+      } else { /* rows, then heads, then attention items, each split its own way */
+        proj_rows(s, l, P_QKV, 3, xb, in, qkv, false, id, nt);
+#pragma omp barrier
+        rope_and_cache(s, l, 0, p, c->n_heads * id / nt, c->n_heads * (id + 1) / nt,
+                       c->n_kv_heads * id / nt, c->n_kv_heads * (id + 1) / nt);
 #pragma omp barrier
 #pragma omp for schedule(dynamic, 1)
-      for (int it = 0; it < attend_items(s); it++) attend_item(s, l, it, p);
+        for (int it = 0; it < attend_items(s); it++) attend_item(s, l, it, p);
+      }
       in = scale_input(s, l, TTQ_IN_O, s->att_out, 1, (int)qd, xs);
       float *const o[1] = {s->xb};
       proj_rows(s, l, P_O, 1, s->att_out, in, o, false, id, nt);
-      add_to_residual(s, d0, d1);
-      rmsnorm(xb, s->x, &L->ffn_norm, dim, c->norm_eps, s->kern, wtmp);
+      add_to_residual(s, xr);
+      rmsnorm(xb, xr, &L->ffn_norm, dim, c->norm_eps, s->kern, wtmp);
       in = scale_input(s, l, TTQ_IN_MLP, xb, 1, dim, xs);
       float *const gu[2] = {s->hb, s->hb2};
       proj_rows(s, l, P_GU, 2, xb, in, gu, true, id, nt);
@@ -678,10 +742,10 @@ static void decode_token(ttq_state *s, int32_t token, float *logits) {
       in = scale_input(s, l, TTQ_IN_DOWN, s->hb, 1, c->ffn_dim, xs);
       float *const dn[1] = {s->xb};
       proj_rows(s, l, P_D, 1, s->hb, in, dn, false, id, nt);
-      add_to_residual(s, d0, d1);
+      add_to_residual(s, xr);
     }
     if (logits) { /* output head: this thread's rows (tensor parallel: of this rank's slice) */
-      rmsnorm(xb, s->x, &m->final_norm, dim, c->norm_eps, s->kern, wtmp);
+      rmsnorm(xb, xr, &m->final_norm, dim, c->norm_eps, s->kern, wtmp);
       const ttq_tensor *H = &m->head;
       const size_t rb = H->nbytes / (size_t)H->shape[0];
       float *out = tp && tp->gather_logits ? s->logits_local : logits;

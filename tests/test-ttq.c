@@ -405,7 +405,9 @@ static void count_tap(void *u, int layer, int input, const float *X, int n, int 
 }
 
 /* decode_token (one parallel region per token) against the general layer it restructures, token
- * by token: the same logits bit for bit, full precision and quantized, on 1 and 3 threads. */
+ * by token: the same logits bit for bit, full precision and quantized, on 1, 2 and 3 threads
+ * (the bundled model's 2 key/value heads: its attention block split by heads on 1 and 2
+ * threads, by rows on 3). */
 TEST_IMPL(ttq_decode_step_matches_general_layer) {
   const char *text = "The quick brown fox jumps over the lazy dog.";
   ttq_model *m;
@@ -415,9 +417,10 @@ TEST_IMPL(ttq_decode_step_matches_general_layer) {
   ASSERT_OK(load_bundled_tokenized(text, &m, &ids, &n));
   const int V = m->cfg.vocab;
   float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
-  const int threads[] = {1, 3};
+  const int threads[] = {1, 2, 3};
+  ASSERT(m->cfg.n_kv_heads == 2);
   for (int q = 0; q < 2; q++)
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 3; ti++) {
       ttq_engine e;
       ttq_engine_opts o = {0};
       o.q = ttq_qcfg_default();
