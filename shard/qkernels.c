@@ -539,11 +539,23 @@ static ALWAYS_INLINE __mmask64 mask_from_memory(const __mmask64 *p) {
  * transform over GF(2) (vgf2p8affineqb; row 7 - i of the matrix picks input bit s + i), where
  * the generic path shifts and masks. Called only from GFNI_TARGET functions (a caller without
  * GFNI keeps it out of line and never reaches it). */
-#define GFNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,gfni,avx2,fma,f16c")))
+#define GFNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni,avx2,fma,f16c")))
 GFNI_TARGET static inline __m512i byte_bits_gfni(__m512i v, int s, int w) {
   uint64_t A = 0;
   for (int i = 0; i < w; i++) A |= (uint64_t)(1u << (s + i)) << (8 * (7 - i));
   return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64((long long)A), 0);
+}
+
+/* VBMI: the bit-2 words of the 8 blocks of a 3-bit set (bytes 12 i + 8 .. 12 i + 11 of A|B, the
+ * set's 96 bytes), byte-transposed so that qword f holds byte f of the words of blocks 0..7 (the
+ * bit-2 mask of field f): one vpermt2b where the generic path takes a dword permute, a byte
+ * shuffle and a dword permute. Called only from GFNI_TARGET functions, as byte_bits_gfni. */
+GFNI_TARGET static inline __m256i hi_words_vbmi(__m512i A, __m512i B) {
+  const __m512i idx = _mm512_set_epi8(
+      95, 83, 71, 59, 47, 35, 23, 11, 94, 82, 70, 58, 46, 34, 22, 10, 93, 81, 69, 57, 45, 33, 21, 9,
+      92, 80, 68, 56, 44, 32, 20, 8, 95, 83, 71, 59, 47, 35, 23, 11, 94, 82, 70, 58, 46, 34, 22, 10,
+      93, 81, 69, 57, 45, 33, 21, 9, 92, 80, 68, 56, 44, 32, 20, 8);
+  return _mm512_castsi512_si256(_mm512_permutex2var_epi8(A, idx, B));
 }
 
 /* Bits [s, s + w) of every byte of v at bits [0, w): mask (m = 2^w - 1 per byte) and shift, or
@@ -591,11 +603,16 @@ VNNI_TARGET static ALWAYS_INLINE void set_fields(const int bits, const int gf, c
   __m512i A = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(mask16(nd), p);
   __m512i B = _mm512_maskz_loadu_epi32(mask16(nd - 16 > 0 ? nd - 16 : 0), p + 64);
   __m512i v = _mm512_permutex2var_epi32(A, _mm512_setr_epi32(0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 21, 22), B);
-  __m256i w = _mm512_castsi512_si256(_mm512_permutex2var_epi32(A, _mm512_setr_epi32(2, 5, 8, 11, 14, 17, 20, 23, 2, 5, 8, 11, 14, 17, 20, 23), B));
-  /* byte transpose: qword f = byte f of words 0..7 = the bit-2 mask of field f */
-  const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8,
-                                      12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(w, tr), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  __m256i w;
+  if (gf) {
+    w = hi_words_vbmi(A, B);
+  } else {
+    w = _mm512_castsi512_si256(_mm512_permutex2var_epi32(A, _mm512_setr_epi32(2, 5, 8, 11, 14, 17, 20, 23, 2, 5, 8, 11, 14, 17, 20, 23), B));
+    /* byte transpose: qword f = byte f of words 0..7 = the bit-2 mask of field f */
+    const __m256i tr = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4,
+                                        8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(w, tr), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  }
   __mmask64 mk[4] __attribute__((aligned(32)));
   _mm256_store_si256((__m256i *)mk, w);
   const __m512i v4 = _mm512_set1_epi8(4);
@@ -922,8 +939,9 @@ GFNI_TARGET __attribute__((flatten)) static void rows_i16_gfni(const ttq_qmatrix
 /* Activation kinds of the AVX-512 kernel (ttq_qact.kind): what prep_* left in the scratch. */
 enum { QACT_NONE = 0, QACT_F32, QACT_I8, QACT_I16 };
 
-/* Flag on QACT_I8 / QACT_I16: take the codes' bit fields with GFNI (byte_bits). On when the CPU
- * has GFNI, unless TTQ_GFNI=0 (the tests run both and compare them bit for bit). */
+/* Flag on QACT_I8 / QACT_I16: take the codes' bit fields with GFNI (byte_bits) and the 3-bit
+ * masks with VBMI (hi_words_vbmi). On when the CPU has both (every AVX-512 CPU with GFNI has
+ * VBMI), unless TTQ_GFNI=0 (the tests run both and compare them bit for bit). */
 #define QACT_GFNI 8
 
 static int avx512_kind(const ttq_qmatrix *q) {
@@ -931,7 +949,8 @@ static int avx512_kind(const ttq_qmatrix *q) {
   int mode = __builtin_cpu_supports("avx512vnni") ? qact_mode(q) : 0;
   if (mode == 0) return QACT_F32;
   const char *e = getenv("TTQ_GFNI");
-  bool gf = __builtin_cpu_supports("gfni") && !(e && !strcmp(e, "0"));
+  bool gf = __builtin_cpu_supports("gfni") && __builtin_cpu_supports("avx512vbmi") &&
+            !(e && !strcmp(e, "0"));
   return (mode == 1 ? QACT_I8 : QACT_I16) | (gf ? QACT_GFNI : 0);
 }
 
