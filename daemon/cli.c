@@ -168,6 +168,13 @@ int ttqd_quant_opt(const char *cmd, int c, const char *arg, ttq_engine_opts *o) 
     }
     o->q.head_bits = (int)v;
     return 1;
+  case TTQD_OPT_KV_CACHE:
+    if (strcmp(arg, "f32") && strcmp(arg, "f16")) {
+      fprintf(stderr, "ttqd %s: --kv-cache: '%s' is not one of f32, f16\n", cmd, arg);
+      return -1;
+    }
+    o->kv = strcmp(arg, "f16") ? TTQ_F32 : TTQ_F16;
+    return 1;
   case TTQD_OPT_SEARCH:
     if (ttqd_parse_int(cmd, "--search", arg, 0, 64, &v)) return -1;
     o->q.search = (int)v;

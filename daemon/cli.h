@@ -12,16 +12,18 @@
 #include "forward.h"
 #include "model.h"
 
-/* Quantization flags shared by run, perplexity, bench and inspect. */
+/* Quantization (and KV cache) flags shared by run, perplexity, bench and inspect. */
 enum { TTQD_OPT_QUANT = 256, TTQD_OPT_BITS, TTQD_OPT_GROUP, TTQD_OPT_RANK, TTQD_OPT_ALPHA,
-       TTQD_OPT_LAMBDA, TTQD_OPT_SUM, TTQD_OPT_CALIB, TTQD_OPT_SEARCH, TTQD_OPT_HEAD_BITS };
+       TTQD_OPT_LAMBDA, TTQD_OPT_SUM, TTQD_OPT_CALIB, TTQD_OPT_SEARCH, TTQD_OPT_HEAD_BITS,
+       TTQD_OPT_KV_CACHE };
 #define TTQD_QUANT_OPTIONS                                                                     \
   {"quant", required_argument, 0, TTQD_OPT_QUANT}, {"bits", required_argument, 0, TTQD_OPT_BITS}, \
   {"group", required_argument, 0, TTQD_OPT_GROUP}, {"rank", required_argument, 0, TTQD_OPT_RANK}, \
   {"alpha", required_argument, 0, TTQD_OPT_ALPHA},                                             \
   {"lambda", required_argument, 0, TTQD_OPT_LAMBDA}, {"sum", no_argument, 0, TTQD_OPT_SUM},      \
   {"calib", required_argument, 0, TTQD_OPT_CALIB}, {"search", required_argument, 0, TTQD_OPT_SEARCH}, \
-  {"head-bits", required_argument, 0, TTQD_OPT_HEAD_BITS}
+  {"head-bits", required_argument, 0, TTQD_OPT_HEAD_BITS},                                  \
+  {"kv-cache", required_argument, 0, TTQD_OPT_KV_CACHE}
 #define TTQD_QUANT_USAGE                                                                        \
   "  --quant M        fp | rtn | awq | ttq (default fp)\n"                                     \
   "  --bits B         2, 3, 4, 5 or 8 (default 4)\n"                                           \
@@ -33,7 +35,9 @@ enum { TTQD_OPT_QUANT = 256, TTQD_OPT_BITS, TTQD_OPT_GROUP, TTQD_OPT_RANK, TTQD_
   "  --calib FILE     AWQ calibration file from ttqd calibrate (for --quant awq)\n"      \
   "  --search N       ttq: choose alpha per layer input among 1/N..1 on the prompt (0 = off)\n" \
   "  --head-bits B    output head: 2, 3, 4, 5 or 8 bits round to nearest, 0 = unquantized\n"  \
-  "                   (default 8)\n"
+  "                   (default 8)\n"                                                        \
+  "  --kv-cache T     f32 | f16: the KV cache's type (default f32; f16 halves what decode\n"  \
+  "                   reads per token of context)\n"
 
 /* Handles one quantization option code; returns 1 when handled, 0 when not a quant option,
  * -1 on a bad value (message printed). */

@@ -178,8 +178,8 @@ int ttqd_cmd_bench(int argc, char **argv) {
     char qs[128];
     ttq_qcfg_str(&eo.q, qs, sizeof qs);
     /* KV cache read per decoded token, at the middle of the decode */
-    size_t kv = (size_t)2 * m->cfg.n_layers * m->cfg.n_kv_heads * m->cfg.head_dim * 4 *
-                (size_t)(n_prompt + n_gen / 2);
+    size_t kv = (size_t)2 * m->cfg.n_layers * m->cfg.n_kv_heads * m->cfg.head_dim *
+                (eo.kv == TTQ_F16 ? 2 : 4) * (size_t)(n_prompt + n_gen / 2);
     double bw = bandwidth ? read_bandwidth(eng.st.kern, eng.st.threads) : 0;
     double roof = bw > 0 ? bw * 1e9 / (double)(bpt + kv) : 0;
     if (json) {
@@ -189,17 +189,17 @@ int ttqd_cmd_bench(int argc, char **argv) {
              "\"decode_gb_s\":%.2f,\"read_bandwidth_gb_s\":%.2f,\"roofline_tok_s\":%.2f,"
              "\"roofline_share\":%.3f,\"stats_ms\":%.3f,\"quant_ms\":%.2f,\"quant_bytes\":%zu,"
              "\"ranks\":%d,\"sent_bytes_per_token_per_rank\":%.0f,\"collectives_per_token\":%.1f,"
-             "\"fused\":%s,\"deferred\":%s,\"second_token_ms\":%.2f}\n",
+             "\"fused\":%s,\"deferred\":%s,\"second_token_ms\":%.2f,\"kv_cache\":\"%s\"}\n",
              m->path, (long long)ttq_model_n_params(m), eng.st.threads, eng.st.kern->name, qs,
              n_prompt, n_gen, pf, dc, best_ttft, bpt, kv, (bpt + kv) * dc / 1e9, bw, roof,
              roof > 0 ? dc / roof : 0, best_stats, best_quant,
              eng.has_qm ? ttq_qmodel_bytes(&eng.qm) : (size_t)0, ttqd_comm_size(), comm_bytes,
              comm_calls, eng.last.fused ? "true" : "false", eng.last.deferred ? "true" : "false",
-             best_second);
+             best_second, eo.kv == TTQ_F16 ? "f16" : "f32");
     } else {
-      printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels, %s\n", m->path,
-             ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype), eng.st.threads,
-             eng.st.kern->name, qs);
+      printf("model %s: %.1fM parameters, %s weights, %d threads, %s kernels, %s, KV cache %s\n",
+             m->path, ttq_model_n_params(m) / 1e6, ttq_dtype_name(m->layers[0].wq.dtype),
+             eng.st.threads, eng.st.kern->name, qs, eo.kv == TTQ_F16 ? "f16" : "f32");
       printf("prefill %ld tokens: %.1f ms, %.1f tok/s (statistics %.2f ms); quantization %.1f ms%s; "
              "time to first token %.1f ms\n", n_prompt, best_prefill, pf, best_stats, best_quant,
              eng.last.fused ? " (inside the prefill)" : eng.last.deferred ? " (in the first decode step)" : "",

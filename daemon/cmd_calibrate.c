@@ -65,7 +65,7 @@ int ttqd_cmd_calibrate(int argc, char **argv) {
   ttq_state st;
   ttq_awq_collector *col = NULL;
   int rc = TTQD_EXIT_FAIL;
-  if (ttq_qcfg_check(&qc, &m->cfg, &d) || ttq_state_init(&st, m, (int)ctx, (int)threads, NULL, &d)) {
+  if (ttq_qcfg_check(&qc, &m->cfg, &d) || ttq_state_init(&st, m, (int)ctx, TTQ_F32, (int)threads, NULL, &d)) {
     fprintf(stderr, "ttqd calibrate: %s\n", d.msg);
     ttq_model_free(m);
     return TTQD_EXIT_USAGE;

@@ -25,7 +25,7 @@ int ttq_engine_init(ttq_engine *e, const ttq_model *m, const ttq_engine_opts *o,
     /* per-rank choices (alpha search) or per-rank factors would differ between rank counts */
     return ttq__fail(d, TTQ_EINVAL, "--%s is not supported with more than one rank yet",
                      o->q.search > 0 ? "search" : "rank");
-  if ((rc = ttq_state_init(&e->st, m, o->max_ctx, o->threads, o->kern, d))) return rc;
+  if ((rc = ttq_state_init(&e->st, m, o->max_ctx, o->kv, o->threads, o->kern, d))) return rc;
   const ttq_qcfg *q = &o->q;
   if (q->method == TTQ_METHOD_FP) return 0;
   if (q->rank > 0) {

@@ -23,6 +23,7 @@ typedef struct ttq_engine_opts {
   ttq_qcfg q;
   const char *calib_path; /* awq calibration file (required for awq) */
   int max_ctx;
+  ttq_dtype kv;           /* KV cache: TTQ_F32 (0, the default) or TTQ_F16 (forward.h) */
   int threads;            /* <= 0: all cores */
   const ttq_kernels *kern; /* NULL: best for this CPU */
   bool no_fuse;           /* ttq with quant_in_prefill: quantize in a separate pass after the

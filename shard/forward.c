@@ -46,13 +46,32 @@ static void *xalloc(size_t n, bool *ok) {
   return p;
 }
 
-int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
+static size_t kv_elem_bytes(const ttq_state *s) { return s->kv_dtype == TTQ_F16 ? 2 : 4; }
+
+/* Byte address of position p of key/value head kh of layer l in a cache (k_cache or v_cache). */
+static void *kv_at(const ttq_state *s, void *cache, int l, int kh, int p) {
+  const ttq_config *c = &s->m->cfg;
+  const size_t row = ((size_t)l * c->n_kv_heads + kh) * (size_t)s->max_ctx + (size_t)p;
+  return (uint8_t *)cache + row * c->head_dim * kv_elem_bytes(s);
+}
+
+/* Stores hd floats into a cache row: copied, or rounded to f16. Can't fail. */
+static void kv_store(const ttq_state *s, void *dst, const float *src, int hd) {
+  if (s->kv_dtype == TTQ_F16)
+    for (int i = 0; i < hd; i++) ((uint16_t *)dst)[i] = ttq__f32_to_f16(src[i]);
+  else
+    memcpy(dst, src, (size_t)hd * 4);
+}
+
+int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, int threads,
                    const ttq_kernels *kern, ttq_diag *d) {
   memset(s, 0, sizeof *s);
   const ttq_config *c = &m->cfg;
   if (max_ctx <= 0 || max_ctx > c->max_pos)
     return ttq__fail(d, TTQ_EINVAL, "context size %d is outside 1..%d (the model's context length)",
                      max_ctx, c->max_pos);
+  if (kv != TTQ_F32 && kv != TTQ_F16)
+    return ttq__fail(d, TTQ_EINVAL, "KV cache type %s: f32 or f16", ttq_dtype_name(kv));
   s->m = m;
   s->kern = kern ? kern : ttq_kernels_select(NULL);
   s->threads = threads > 0 ? threads : omp_get_num_procs();
@@ -67,8 +86,16 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
   for (int i = 0; i < 2; i++)
     if (cand[i] > wmax) wmax = cand[i];
   bool ok = true;
-  s->k_cache = xalloc(cache * 4, &ok);
-  s->v_cache = xalloc(cache * 4, &ok);
+  s->kv_dtype = kv;
+  /* in huge pages where it is large: decode reads it all for every token (a page walk per 4 KiB
+   * measured -x% of decode at 4096 tokens) */
+  s->k_cache = ttq__alloc_huge(cache * kv_elem_bytes(s));
+  s->v_cache = ttq__alloc_huge(cache * kv_elem_bytes(s));
+  ok = s->k_cache && s->v_cache;
+  if (kv == TTQ_F16) {
+    s->kv_f32 = xalloc((size_t)s->threads * 2 * (size_t)max_ctx * c->head_dim * 4, &ok);
+    s->kv_f32_head = xalloc((size_t)s->threads * sizeof(int), &ok);
+  }
   s->rope_cos = xalloc((size_t)max_ctx * c->head_dim / 2 * 4, &ok);
   s->rope_sin = xalloc((size_t)max_ctx * c->head_dim / 2 * 4, &ok);
   s->x = xalloc(B * c->dim * 4, &ok);
@@ -127,7 +154,7 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
 }
 
 void ttq_state_free(ttq_state *s) {
-  float *bufs[] = {s->k_cache, s->v_cache, s->rope_cos, s->rope_sin, s->x, s->xb, s->q, s->k,
+  void *bufs[] = {s->k_cache, s->v_cache, s->kv_f32, s->kv_f32_head, s->rope_cos, s->rope_sin, s->x, s->xb, s->q, s->k,
                    s->v, s->att_out, s->hb, s->hb2, s->att, s->normw, s->wbuf, s->xs, s->lr_tmp,
                    s->logits_local, s->dec};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
@@ -468,13 +495,12 @@ static void rope_and_cache(ttq_state *s, int l, int t, int p, int qh0, int qh1, 
   const ttq_config *c = &s->m->cfg;
   const ttq_layer *L = &s->m->layers[l];
   const int hd = c->head_dim, nkv = c->n_kv_heads, half = hd / 2;
-  const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)nkv * hd, T = (size_t)s->max_ctx;
+  const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)nkv * hd;
   float qn[1024], kn[1024];
   if (c->qk_norm) {
     ttq_row_to_f32(s->kern, L->q_norm.dtype, L->q_norm.data, qn, hd);
     ttq_row_to_f32(s->kern, L->k_norm.dtype, L->k_norm.data, kn, hd);
   }
-  float *kc = s->k_cache + (size_t)l * nkv * T * hd, *vc = s->v_cache + (size_t)l * nkv * T * hd;
   const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
   for (int h = qh0; h < qh1; h++) {
     float *qh = s->q + (size_t)t * qd + (size_t)h * hd;
@@ -485,8 +511,8 @@ static void rope_and_cache(ttq_state *s, int l, int t, int p, int qh0, int qh1, 
     float *kh = s->k + (size_t)t * kvd + (size_t)h * hd;
     if (c->qk_norm) head_rmsnorm(kh, hd, kn, c->norm_eps);
     rope(kh, hd, cs, sn, c->rope_interleaved);
-    memcpy(kc + ((size_t)h * T + p) * hd, kh, (size_t)hd * 4);
-    memcpy(vc + ((size_t)h * T + p) * hd, s->v + (size_t)t * kvd + (size_t)h * hd, (size_t)hd * 4);
+    kv_store(s, kv_at(s, s->k_cache, l, h, p), kh, hd);
+    kv_store(s, kv_at(s, s->v_cache, l, h, p), s->v + (size_t)t * kvd + (size_t)h * hd, hd);
   }
 }
 
@@ -506,7 +532,7 @@ static int attend_items(const ttq_state *s) {
 static void attend_item(ttq_state *s, int l, int it, int p0) {
   const ttq_config *c = &s->m->cfg;
   const int hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
-  const size_t qd = (size_t)nh * hd, T = (size_t)s->max_ctx;
+  const size_t qd = (size_t)nh * hd;
   const int g = c->kv_group < nh ? c->kv_group : nh, parts = attend_items(s) / nkv;
   const int per = (g + parts - 1) / parts;
   const int t = it / (nkv * parts), kh = it / parts % nkv, part = it % parts;
@@ -516,11 +542,14 @@ static void attend_item(ttq_state *s, int l, int it, int p0) {
   h0 += part * per;
   h1 = h0 + per < h1 ? h0 + per : h1;
   if (h0 >= h1) return;
-  const float *kc = s->k_cache + ((size_t)l * nkv + kh) * T * hd;
-  const float *vc = s->v_cache + ((size_t)l * nkv + kh) * T * hd;
+  const void *kc = kv_at(s, s->k_cache, l, kh, 0), *vc = kv_at(s, s->v_cache, l, kh, 0);
   float *att = s->att + (size_t)omp_get_thread_num() * s->att_stride;
-  s->kern->attend(s->q + (size_t)t * qd + (size_t)h0 * hd, h1 - h0, kc, vc, p0 + t + 1, hd,
-                  1.0f / sqrtf((float)hd), att, s->att_out + (size_t)t * qd + (size_t)h0 * hd);
+  const float *q = s->q + (size_t)t * qd + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
+  float *out = s->att_out + (size_t)t * qd + (size_t)h0 * hd;
+  if (s->kv_dtype == TTQ_F16)
+    s->kern->attend_f16(q, h1 - h0, kc, vc, p0 + t + 1, hd, scale, att, out);
+  else
+    s->kern->attend(q, h1 - h0, kc, vc, p0 + t + 1, hd, scale, att, out);
 }
 
 /* Causal grouped-query attention for n new tokens starting at position p0 of layer l.
@@ -534,13 +563,24 @@ static void attention(ttq_state *s, int l, int n, int p0) {
   const size_t qd = (size_t)nh * hd, T = (size_t)s->max_ctx;
   const float scale = 1.0f / sqrtf((float)hd);
 #define KV_OF(h) ((c->head_offset + (h)) / c->kv_group - c->kv_offset)
-  const float *kc = s->k_cache + (size_t)l * c->n_kv_heads * T * hd;
-  const float *vc = s->v_cache + (size_t)l * c->n_kv_heads * T * hd;
   if (n >= s->n_gemm_rows) {
+    const int kl_all = p0 + n; /* the keys the chunk's last query sees */
+    int *converted = s->kv_f32_head; /* f16: the key/value head in each thread's kv_f32 */
+    for (int i = 0; converted && i < s->threads; i++) converted[i] = -1;
 #pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1)
     for (int h = 0; h < nh; h++) {
-      float *S = s->att + (size_t)omp_get_thread_num() * s->att_stride;
-      const float *K = kc + (size_t)KV_OF(h) * T * hd, *V = vc + (size_t)KV_OF(h) * T * hd;
+      const int id = omp_get_thread_num();
+      float *S = s->att + (size_t)id * s->att_stride;
+      const float *K = kv_at(s, s->k_cache, l, KV_OF(h), 0), *V = kv_at(s, s->v_cache, l, KV_OF(h), 0);
+      if (s->kv_dtype == TTQ_F16) { /* sgemm reads f32: this head's keys and values converted */
+        float *kf = s->kv_f32 + (size_t)id * 2 * T * hd, *vf = kf + T * hd;
+        if (converted[id] != KV_OF(h)) { /* (heads come in order: once per key/value head) */
+          s->kern->cvt_f16((const uint16_t *)(const void *)K, kf, (int64_t)kl_all * hd);
+          s->kern->cvt_f16((const uint16_t *)(const void *)V, vf, (int64_t)kl_all * hd);
+          converted[id] = KV_OF(h);
+        }
+        K = kf, V = vf;
+      }
       for (int t0 = 0; t0 < n; t0 += ATT_BLOCK) {
         const int nq = n - t0 < ATT_BLOCK ? n - t0 : ATT_BLOCK, kl = p0 + t0 + nq;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kl, hd, scale,

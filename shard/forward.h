@@ -22,8 +22,15 @@ typedef struct ttq_state {
   int max_ctx;   /* KV cache capacity in tokens */
   int max_batch; /* tokens per internal forward chunk (prefill is chunked to this) */
   int pos;       /* tokens already in the cache */
-  /* KV cache, f32, [layer][kv_head][max_ctx][head_dim]. */
-  float *k_cache, *v_cache;
+  /* KV cache, [layer][kv_head][max_ctx][head_dim] of kv_dtype: TTQ_F32, or TTQ_F16 (half the
+   * bytes decode reads per token of context; keys and values rounded to nearest even once,
+   * as they are stored). */
+  void *k_cache, *v_cache;
+  ttq_dtype kv_dtype;
+  /* Prefill with an f16 cache: per thread, one key/value head's keys and values converted to
+   * f32 for sgemm, [threads][2][max_ctx][head_dim]; NULL for f32. */
+  float *kv_f32;
+  int *kv_f32_head; /* the key/value head each thread's kv_f32 holds during one attention */
   /* RoPE tables [max_ctx][head_dim/2]. */
   float *rope_cos, *rope_sin;
   /* Activations for one chunk, row-major [tokens][width]. */
@@ -64,9 +71,10 @@ typedef struct ttq_state {
   float *fuse_d;           /* scratch: D of the current input [widest input] */
 } ttq_state;
 
-/* Allocates the state for up to max_ctx tokens. threads <= 0 means all cores.
- * kern NULL selects the best kernels for this CPU. Caller frees with ttq_state_free. */
-int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, int threads,
+/* Allocates the state for up to max_ctx tokens, its KV cache in kv (TTQ_F32 or TTQ_F16, else
+ * TTQ_EINVAL). threads <= 0 means all cores. kern NULL selects the best kernels for this CPU.
+ * Caller frees with ttq_state_free. */
+int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, int threads,
                    const ttq_kernels *kern, ttq_diag *d);
 void ttq_state_free(ttq_state *s);
 /* Forget the sequence (cache contents become unused). Can't fail. */

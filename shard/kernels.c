@@ -88,22 +88,47 @@ static float exp_shifted_scalar(float *x, int n) {
   return sum;
 }
 
-/* The reference: per head, scores by dot products, softmax with expf, then each out[i] sums
- * the positions in order. */
-static void attend_scalar(const float *q, int g, const float *K, const float *V, int n, int hd,
-                          float scale, float *att, float *out) {
+/* Element i of a key/value row store: f32, or f16 (f16 != 0; the f16 KV cache). */
+static inline float kv_elem(const void *p, size_t i, const int f16) {
+  return f16 ? ttq__f16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+/* The reference: per head, scores by dot products (dot_f32_scalar's order), softmax with
+ * expf, then each out[i] sums the positions in order. K and V of either store; the f16 one
+ * gives the f32 one's bits on the converted rows. */
+static inline void attend_scalar_any(const float *q, int g, const void *K, const void *V, int n,
+                                     int hd, float scale, float *att, float *out, const int f16) {
   for (int h = 0; h < g; h++) {
     const float *qh = q + (size_t)h * hd;
     float *a = att + (size_t)h * n;
-    for (int j = 0; j < n; j++) a[j] = dot_f32_scalar(qh, K + (size_t)j * hd, hd) * scale;
+    for (int j = 0; j < n; j++) { /* dot_f32_scalar's order */
+      const size_t k0 = (size_t)j * hd;
+      float acc[8] = {0}, dot = 0;
+      int i = 0;
+      for (; i + 8 <= hd; i += 8)
+        for (int u = 0; u < 8; u++) acc[u] += kv_elem(K, k0 + i + u, f16) * qh[i + u];
+      for (; i < hd; i++) dot += kv_elem(K, k0 + i, f16) * qh[i];
+      for (int u = 0; u < 8; u++) dot += acc[u];
+      a[j] = dot * scale;
+    }
     const float inv = 1.0f / exp_shifted_scalar(a, n);
     float *restrict o = out + (size_t)h * hd;
     memset(o, 0, (size_t)hd * sizeof *o);
     for (int j = 0; j < n; j++) {
-      const float p = a[j] * inv, *restrict v = V + (size_t)j * hd;
-      for (int i = 0; i < hd; i++) o[i] += p * v[i];
+      const float p = a[j] * inv;
+      for (int i = 0; i < hd; i++) o[i] += p * kv_elem(V, (size_t)j * hd + i, f16);
     }
   }
+}
+
+static void attend_scalar(const float *q, int g, const float *K, const float *V, int n, int hd,
+                          float scale, float *att, float *out) {
+  attend_scalar_any(q, g, K, V, n, hd, scale, att, out, 0);
+}
+
+static void attend_f16_scalar(const float *q, int g, const uint16_t *K, const uint16_t *V, int n,
+                              int hd, float scale, float *att, float *out) {
+  attend_scalar_any(q, g, K, V, n, hd, scale, att, out, 1);
 }
 
 /* The reference: max, expf and the sum in order, then one multiplication by 1/sum. */
@@ -133,7 +158,7 @@ static void silu_mul_scalar(float *a, const float *b, int64_t n) {
 
 static const ttq_kernels k_scalar = {"scalar", dot_f32_scalar, dot_bf16_scalar, dot_f16_scalar,
                                      cvt_bf16_scalar, cvt_f16_scalar, stream_scalar, attend_scalar,
-                                     softmax_scalar, silu_mul_scalar, sum_sq_abs_scalar};
+                                     attend_f16_scalar, softmax_scalar, silu_mul_scalar, sum_sq_abs_scalar};
 
 #ifdef TTQ_X86
 /* ---- AVX2 + FMA + F16C ---- */
@@ -224,7 +249,7 @@ AVX2_TARGET static void sum_sq_abs_avx2(double *restrict sq, double *restrict ab
 
 static const ttq_kernels k_avx2 = {"avx2", dot_f32_avx2, dot_bf16_avx2, dot_f16_avx2,
                                    cvt_bf16_avx2, cvt_f16_avx2, stream_avx2, attend_scalar,
-                                   softmax_scalar, silu_mul_scalar, sum_sq_abs_avx2};
+                                   attend_f16_scalar, softmax_scalar, silu_mul_scalar, sum_sq_abs_avx2};
 
 /* ---- AVX-512 (F + BW) ---- */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -381,17 +406,24 @@ static inline __mmask16 tail16(int r) { return r >= 16 ? (__mmask16)0xffff : (__
 
 #define X16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 
-/* Scores of one query head against the 16 key rows at k0 + jj * hd (rows past nj clamped to
+/* 16 elements of a key/value row store from element i (mask m): f32, or f16 converted. */
+AVX512_TARGET static inline __m512 kv_load16(const void *p, size_t i, __mmask16 m, const int f16) {
+  if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+  return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
+
+/* Scores of one query head against the 16 key rows from row j0 of K (rows past nj clamped to
  * the last: computed, not stored), into dst[0..nj). */
-AVX512_TARGET static inline void scores16(const float *qh, const float *k0, int hd, int nj,
-                                          int nc, __mmask16 last, float scale, float *dst) {
-#define ROW(jj) const float *r##jj = k0 + (size_t)((jj) < nj ? (jj) : nj - 1) * hd;
+AVX512_TARGET static inline __attribute__((always_inline)) void
+scores16(const float *qh, const void *K, int j0, int hd, int nj, int nc, __mmask16 last,
+         float scale, float *dst, const int f16) {
+#define ROW(jj) const size_t r##jj = (size_t)(j0 + ((jj) < nj ? (jj) : nj - 1)) * hd;
 #define ZERO(jj) __m512 a##jj = _mm512_setzero_ps();
   X16(ROW) X16(ZERO)
   for (int c = 0; c < nc; c++) {
     const __mmask16 m = c == nc - 1 ? last : (__mmask16)0xffff;
     const __m512 qc = _mm512_maskz_loadu_ps(m, qh + 16 * c);
-#define FMA(jj) a##jj = _mm512_fmadd_ps(qc, _mm512_maskz_loadu_ps(m, r##jj + 16 * c), a##jj);
+#define FMA(jj) a##jj = _mm512_fmadd_ps(qc, kv_load16(K, r##jj + 16 * c, m, f16), a##jj);
     X16(FMA)
   }
   __m512 sums = hsum16x16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
@@ -403,10 +435,11 @@ AVX512_TARGET static inline void scores16(const float *qh, const float *k0, int 
 
 /* out columns [16 c0, 16 c0 + 64) of 4 heads whose weights are the rows a0..a3 (n each): the
  * 16 accumulators stay in registers; masks cm0..cm3 cut the columns past hd. */
-AVX512_TARGET static inline void values4x64(const float *a0, const float *a1, const float *a2,
-                                            const float *a3, const float *V, int n, int hd,
-                                            __mmask16 cm0, __mmask16 cm1, __mmask16 cm2,
-                                            __mmask16 cm3, __m512 *o) {
+AVX512_TARGET static inline __attribute__((always_inline)) void
+values4x64(const float *a0, const float *a1, const float *a2, const float *a3, const void *V,
+           int c0, int n, int hd, __mmask16 cm0, __mmask16 cm1, __mmask16 cm2, __mmask16 cm3,
+           __m512 *o, const int f16) {
+  const size_t es = f16 ? 2 : 4;
 #define HC(X) X(0, 0) X(0, 1) X(0, 2) X(0, 3) X(1, 0) X(1, 1) X(1, 2) X(1, 3) \
               X(2, 0) X(2, 1) X(2, 2) X(2, 3) X(3, 0) X(3, 1) X(3, 2) X(3, 3)
 #define ZERO(h, c) __m512 o##h##c = _mm512_setzero_ps();
@@ -414,11 +447,12 @@ AVX512_TARGET static inline void values4x64(const float *a0, const float *a1, co
 #define OUT(h, c) o[4 * (h) + (c)] = o##h##c;
   HC(ZERO)
   for (int j = 0; j < n; j++) {
-    const float *v = V + (size_t)j * hd;
+    const size_t v = (size_t)j * hd + 16 * (size_t)c0;
     if (j + 16 < n) /* the value row 16 ahead */
-      for (int b = 0; b < hd; b += 16) _mm_prefetch((const char *)(v + (size_t)16 * hd + b), _MM_HINT_T0);
-    const __m512 v0 = _mm512_maskz_loadu_ps(cm0, v), v1 = _mm512_maskz_loadu_ps(cm1, v + 16),
-                 v2 = _mm512_maskz_loadu_ps(cm2, v + 32), v3 = _mm512_maskz_loadu_ps(cm3, v + 48);
+      for (size_t b = 0; b < hd * es; b += 64)
+        _mm_prefetch((const char *)V + (v + (size_t)16 * hd) * es + b, _MM_HINT_T0);
+    const __m512 v0 = kv_load16(V, v, cm0, f16), v1 = kv_load16(V, v + 16, cm1, f16),
+                 v2 = kv_load16(V, v + 32, cm2, f16), v3 = kv_load16(V, v + 48, cm3, f16);
     const __m512 p0 = _mm512_set1_ps(a0[j]), p1 = _mm512_set1_ps(a1[j]),
                  p2 = _mm512_set1_ps(a2[j]), p3 = _mm512_set1_ps(a3[j]);
     HC(FMA)
@@ -448,20 +482,34 @@ AVX512_TARGET static float exp_shifted_avx512(float *x, int n) {
 
 /* Scores 16 positions at a time (each key block, read once from L1, serves all g heads), the
  * softmax with a vector exp, then the value rows: each V row is loaded once per 4 heads and
- * 64 columns. The softmax's 1/sum is applied to the outputs at the end. */
-AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, const float *V,
-                                        int n, int hd, float scale, float *att, float *out) {
+ * 64 columns. The softmax's 1/sum is applied to the outputs at the end. K and V f32, or f16
+ * (converted as loaded: the f32 variant's bits on the converted rows). */
+AVX512_TARGET static inline __attribute__((always_inline)) void
+attend_avx512_any(const float *q, int g, const void *K, const void *V, int n, int hd, float scale,
+                  float *att, float *out, const int f16) {
   const int nc = (hd + 15) / 16;
   const __mmask16 last = tail16(hd - 16 * (nc - 1));
+  const size_t es = f16 ? 2 : 4;
   for (int j0 = 0; j0 < n; j0 += 16) {
     if (j0 + 16 < n) /* the next block of keys, while this one serves the g heads */
-      for (int b = 0; b < 16 * hd; b += 16)
-        _mm_prefetch((const char *)(K + (size_t)(j0 + 16) * hd + b), _MM_HINT_T0);
+      for (size_t b = 0; b < 16 * (size_t)hd * es; b += 64)
+        _mm_prefetch((const char *)K + (size_t)(j0 + 16) * hd * es + b, _MM_HINT_T0);
     if (j0 == 0) /* the first values, for after the scores */
-      for (int b = 0; b < 16 * hd && b < n * hd; b += 16) _mm_prefetch((const char *)(V + b), _MM_HINT_T0);
-    for (int h = 0; h < g; h++)
-      scores16(q + (size_t)h * hd, K + (size_t)j0 * hd, hd, n - j0 < 16 ? n - j0 : 16, nc, last,
-               scale, att + (size_t)h * n + j0);
+      for (size_t b = 0; b < 16 * (size_t)hd * es && b < (size_t)n * hd * es; b += 64)
+        _mm_prefetch((const char *)V + b, _MM_HINT_T0);
+    const int nj = n - j0 < 16 ? n - j0 : 16;
+    if (f16 && g > 1 && hd <= 256) { /* the block's keys converted once for all g heads */
+      float kb[16 * 256] __attribute__((aligned(64)));
+      for (size_t i = 0; i < (size_t)nj * hd; i += 16) {
+        const __mmask16 m = tail16((int)((size_t)nj * hd - i));
+        _mm512_mask_storeu_ps(kb + i, m, kv_load16(K, (size_t)j0 * hd + i, m, 1));
+      }
+      for (int h = 0; h < g; h++)
+        scores16(q + (size_t)h * hd, kb, 0, hd, nj, nc, last, scale, att + (size_t)h * n + j0, 0);
+    } else {
+      for (int h = 0; h < g; h++)
+        scores16(q + (size_t)h * hd, K, j0, hd, nj, nc, last, scale, att + (size_t)h * n + j0, f16);
+    }
   }
   float inv[1024]; /* g <= n_heads <= 1024 (model.c) */
   for (int h = 0; h < g; h++) inv[h] = 1.0f / exp_shifted_avx512(att + (size_t)h * n, n);
@@ -473,7 +521,7 @@ AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, c
       const float *ar[4];
       for (int h = 0; h < 4; h++) ar[h] = att + (size_t)(h0 + h < g ? h0 + h : g - 1) * n;
       __m512 o[16];
-      values4x64(ar[0], ar[1], ar[2], ar[3], V + 16 * c0, n, hd, cm[0], cm[1], cm[2], cm[3], o);
+      values4x64(ar[0], ar[1], ar[2], ar[3], V, c0, n, hd, cm[0], cm[1], cm[2], cm[3], o, f16);
       for (int h = 0; h < 4 && h0 + h < g; h++) {
         const __m512 sc = _mm512_set1_ps(inv[h0 + h]);
         for (int c = 0; c < 4; c++)
@@ -482,6 +530,17 @@ AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, c
       }
     }
   }
+}
+
+AVX512_TARGET static void attend_avx512(const float *q, int g, const float *K, const float *V,
+                                        int n, int hd, float scale, float *att, float *out) {
+  attend_avx512_any(q, g, K, V, n, hd, scale, att, out, 0);
+}
+
+AVX512_TARGET static void attend_f16_avx512(const float *q, int g, const uint16_t *K,
+                                            const uint16_t *V, int n, int hd, float scale,
+                                            float *att, float *out) {
+  attend_avx512_any(q, g, K, V, n, hd, scale, att, out, 1);
 }
 
 /* softmax_scalar with exp_neg_avx512, 16 lanes of max and of sum. */
@@ -523,7 +582,7 @@ AVX512_TARGET static void sum_sq_abs_avx512(double *restrict sq, double *restric
 
 static const ttq_kernels k_avx512 = {"avx512", dot_f32_avx512, dot_bf16_avx512, dot_f16_avx512,
                                      cvt_bf16_avx512, cvt_f16_avx512, stream_avx512, attend_avx512,
-                                     softmax_avx512, silu_mul_avx512, sum_sq_abs_avx512};
+                                     attend_f16_avx512, softmax_avx512, silu_mul_avx512, sum_sq_abs_avx512};
 #endif
 
 static const ttq_kernels *by_name(const char *isa) {

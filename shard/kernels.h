@@ -29,6 +29,10 @@ typedef struct ttq_kernels {
    * floats (written, not accumulated). Can't fail. */
   void (*attend)(const float *q, int g, const float *K, const float *V, int n, int hd,
                  float scale, float *att, float *out);
+  /* attend with K and V stored in f16 (the f16 KV cache): on their f32 values, the same bits
+   * attend gives on the converted rows. Can't fail. */
+  void (*attend_f16)(const float *q, int g, const uint16_t *K, const uint16_t *V, int n, int hd,
+                     float scale, float *att, float *out);
   /* x[j] = exp(x[j] - max x) / sum_j exp(x[j] - max x) for j < n >= 1, in place (the prompt's
    * attention rows). Can't fail. */
   void (*softmax)(float *x, int n);

@@ -49,7 +49,7 @@ static int check_golden(const char *model_dir, const char *golden_dir, double to
     const int V = m->cfg.vocab;
     float *out = malloc((size_t)n * V * 4);
     ttq_state st;
-    ASSERT_OK(ttq_state_init(&st, m, n, 0, NULL, &d));
+    ASSERT_OK(ttq_state_init(&st, m, n, TTQ_F32, 0, NULL, &d));
     ASSERT_OK(ttq_forward(&st, ids, n, out, true, &d));
     double md = 0;
     for (size_t i = 0; i < (size_t)n * V; i++) md = fmax(md, fabs((double)out[i] - ref[i]));
@@ -129,7 +129,7 @@ TEST_IMPL(forward_isa_agree) {
     const ttq_kernels *K = ttq_kernels_select(isas[k]);
     if (!K) continue;
     ttq_state st;
-    ASSERT_OK(ttq_state_init(&st, m, 64, 2, K, &d));
+    ASSERT_OK(ttq_state_init(&st, m, 64, TTQ_F32, 2, K, &d));
     int32_t tok = 959;
     double md = 0;
     for (int t = 0; t < steps; t++) {
@@ -181,8 +181,8 @@ TEST_IMPL(forward_pinned_identical) {
   const int32_t prompt[] = {959, 12, 400, 7, 88};
   float *la = malloc((size_t)V * 5 * 4), *lb = malloc((size_t)V * 5 * 4);
   ttq_state sa, sb;
-  ASSERT_OK(ttq_state_init(&sa, a, 64, 2, NULL, &d));
-  ASSERT_OK(ttq_state_init(&sb, b, 64, 2, NULL, &d));
+  ASSERT_OK(ttq_state_init(&sa, a, 64, TTQ_F32, 2, NULL, &d));
+  ASSERT_OK(ttq_state_init(&sb, b, 64, TTQ_F32, 2, NULL, &d));
   ASSERT_OK(ttq_forward(&sa, prompt, 5, la, true, &d));
   ASSERT_OK(ttq_forward(&sb, prompt, 5, lb, true, &d));
   ASSERT(!memcmp(la, lb, (size_t)V * 5 * 4));

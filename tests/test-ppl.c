@@ -16,7 +16,7 @@ static int check_ppl(const char *model_dir, const char *golden_json, const char 
   json_t *ppl = json_object_get(g, "perplexity_fp32");
   ASSERT(json_object_size(ppl) == 7);
   ttq_state st;
-  ASSERT_OK(ttq_state_init(&st, m, 1024, 0, NULL, &d));
+  ASSERT_OK(ttq_state_init(&st, m, 1024, TTQ_F32, 0, NULL, &d));
   const char *key;
   json_t *e;
   json_object_foreach(ppl, key, e) {

@@ -44,7 +44,7 @@ static int shard_check(const char *dir, int P, int bits, int group) {
   ASSERT_OK(ttq_tokenize(m->tok, text, strlen(text), false, &ids, &n, &d));
   ttq_state st;
   ttq_stats stats;
-  ASSERT_OK(ttq_state_init(&st, m, 128, 0, NULL, &d));
+  ASSERT_OK(ttq_state_init(&st, m, 128, TTQ_F32, 0, NULL, &d));
   ASSERT_OK(ttq_stats_init(&stats, &m->cfg, &d));
   st.stats = &stats;
   ASSERT_OK(ttq_forward(&st, ids, (int)n, NULL, false, &d));

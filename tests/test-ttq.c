@@ -57,7 +57,7 @@ TEST_IMPL(stats_match_recomputation) {
   size_t n;
   ASSERT_OK(load_bundled_tokenized(text, &m, &ids, &n));
   ttq_state st;
-  ASSERT_OK(ttq_state_init(&st, m, 128, 0, NULL, &d));
+  ASSERT_OK(ttq_state_init(&st, m, 128, TTQ_F32, 0, NULL, &d));
   ttq_stats whole, part;
   ASSERT_OK(ttq_stats_init(&whole, &m->cfg, &d));
   ASSERT_OK(ttq_stats_init(&part, &m->cfg, &d));
@@ -200,7 +200,7 @@ TEST_IMPL(awq_file_roundtrip) {
   ttq_awq_collector *col;
   ASSERT_OK(ttq_awq_collector_new(&col, m, 64, 2, &d));
   ttq_state st;
-  ASSERT_OK(ttq_state_init(&st, m, 256, 0, NULL, &d));
+  ASSERT_OK(ttq_state_init(&st, m, 256, TTQ_F32, 0, NULL, &d));
   ttq_awq_collector_attach(col, &st);
   const char *text = "A dictionary entry: Abandon, v. t. To give up wholly; to leave.";
   int32_t *ids;
@@ -431,7 +431,7 @@ TEST_IMPL(ttq_decode_step_matches_general_layer) {
       ASSERT_OK(ttq_engine_prefill(&e, ids, (int)n, a, &d)); /* calibrate on the text */
       ASSERT_OK(ttq_engine_decode(&e, ids[0], a, &d));        /* quantizes (deferred) */
       ttq_state g; /* a second state on the same weights for the general layer */
-      ASSERT_OK(ttq_state_init(&g, m, 64, threads[ti], e.st.kern, &d));
+      ASSERT_OK(ttq_state_init(&g, m, 64, TTQ_F32, threads[ti], e.st.kern, &d));
       g.qm = e.st.qm;
       int taps = 0;
       g.tap = count_tap;
