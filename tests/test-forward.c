@@ -8,7 +8,8 @@
 #include "test.h"
 
 /* Compares the logits of every golden prompt. Returns 0 on success. */
-static int check_golden(const char *model_dir, const char *golden_dir, double tol, bool decode) {
+static int check_golden(const char *model_dir, const char *golden_dir, double tol, bool decode,
+                        ttq_dtype kv) {
   ttq_model *m = NULL;
   ttq_diag d = {0};
   int rc = ttq_model_load(model_dir, &m, &d);
@@ -49,7 +50,7 @@ static int check_golden(const char *model_dir, const char *golden_dir, double to
     const int V = m->cfg.vocab;
     float *out = malloc((size_t)n * V * 4);
     ttq_state st;
-    ASSERT_OK(ttq_state_init(&st, m, n, TTQ_F32, 0, NULL, &d));
+    ASSERT_OK(ttq_state_init(&st, m, n, kv, 0, NULL, &d));
     ASSERT_OK(ttq_forward(&st, ids, n, out, true, &d));
     double md = 0;
     for (size_t i = 0; i < (size_t)n * V; i++) md = fmax(md, fabs((double)out[i] - ref[i]));
@@ -73,8 +74,8 @@ static int check_golden(const char *model_dir, const char *golden_dir, double to
     free(ref);
     free(ids);
   }
-  fprintf(stderr, "%s: max |logit diff| prefill %.3g, decode %.3g (tolerance %.0e)\n", model_dir,
-          worst, worst_dec, tol);
+  fprintf(stderr, "%s, KV cache %s: max |logit diff| prefill %.3g, decode %.3g (tolerance %.0e)\n",
+          model_dir, ttq_dtype_name(kv), worst, worst_dec, tol);
   json_decref(g);
   ttq_model_free(m);
   return 0;
@@ -83,35 +84,58 @@ static int check_golden(const char *model_dir, const char *golden_dir, double to
 TEST_IMPL(forward_golden_qwen3) {
   char *model = test_src_path("models/tinyqwen3-mix");
   char *golden = test_src_path("tests/data/golden/tinyqwen3-mix");
-  int rc = check_golden(model, golden, 1e-3, true);
+  int rc = check_golden(model, golden, 1e-3, true, TTQ_F32);
   free(model);
   free(golden);
   return rc;
 }
 
-static int shared_golden(const char *model_rel, const char *golden_rel, double tol) {
+static int shared_golden(const char *model_rel, const char *golden_rel, double tol, ttq_dtype kv) {
   char *model = test_shared_path(model_rel), *golden = test_shared_path(golden_rel);
   if (!model || !golden) {
     free(model);
     free(golden);
     SKIP("../shared/%s is not here (set TTQ_SHARED): larger-model golden test NOT RUN", model_rel);
   }
-  int rc = check_golden(model, golden, tol, true);
+  int rc = check_golden(model, golden, tol, true, kv);
   free(model);
   free(golden);
   return rc;
 }
 
 TEST_IMPL(forward_golden_llama) {
-  return shared_golden("models/tinyllama-mix", "golden/tinyllama-mix", 1e-3);
+  return shared_golden("models/tinyllama-mix", "golden/tinyllama-mix", 1e-3, TTQ_F32);
 }
 
 TEST_IMPL(forward_golden_llama_outliers) {
-  return shared_golden("models/tinyllama-mix-outliers", "golden/tinyllama-mix", 1e-3);
+  return shared_golden("models/tinyllama-mix-outliers", "golden/tinyllama-mix", 1e-3, TTQ_F32);
 }
 
 TEST_IMPL(forward_golden_llama_gguf) {
-  return shared_golden("models/tinyllama-mix-f16.gguf", "golden/tinyllama-mix", 2e-2);
+  return shared_golden("models/tinyllama-mix-f16.gguf", "golden/tinyllama-mix", 2e-2, TTQ_F32);
+}
+
+/* The f16 KV cache against the same fp32 references, prefill and decode: keys and values
+ * rounded to f16 (relative 2^-11) move the logits by at most TOL_KV_F16, and the greedy next
+ * token stays the reference's. */
+#define TOL_KV_F16 2e-2
+TEST_IMPL(forward_golden_kv_f16) {
+  char *model = test_src_path("models/tinyqwen3-mix");
+  char *golden = test_src_path("tests/data/golden/tinyqwen3-mix");
+  int rc = check_golden(model, golden, TOL_KV_F16, true, TTQ_F16);
+  /* a KV cache type other than f32 and f16 is refused, with the reason */
+  ttq_model *m;
+  ttq_diag d;
+  ttq_state st;
+  ASSERTF(ttq_model_load(model, &m, &d) == 0, "%s", d.msg);
+  ASSERT(ttq_state_init(&st, m, 8, TTQ_BF16, 1, NULL, &d) == TTQ_EINVAL && strstr(d.msg, "KV cache"));
+  ttq_model_free(m);
+  free(model);
+  free(golden);
+  return rc;
+}
+TEST_IMPL(forward_golden_kv_f16_llama) {
+  return shared_golden("models/tinyllama-mix", "golden/tinyllama-mix", TOL_KV_F16, TTQ_F16);
 }
 
 /* Every kernel variant gives the same greedy continuation and near-identical logits. */

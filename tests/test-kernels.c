@@ -136,6 +136,44 @@ TEST_IMPL(kernels_attend_reference) {
   return 0;
 }
 
+/* attend_f16 (the f16 KV cache) of every variant gives that variant's attend on the converted
+ * keys and values, bit for bit, as kernels.h promises: head sizes below, at and above the
+ * 256 up to which the AVX-512 variant converts each block of keys once for all heads. */
+TEST_IMPL(kernels_attend_f16_matches_f32) {
+  const char *isas[] = {"scalar", "avx2", "avx512"};
+  const int gs[] = {1, 3, 8}, ns[] = {1, 15, 16, 17, 100}, hds[] = {8, 64, 80, 256, 272};
+  const int G = 8, N = 100, HD = 272;
+  uint64_t rng = 11;
+  float *q = malloc(G * HD * 4), *K = malloc((size_t)N * HD * 4), *V = malloc((size_t)N * HD * 4);
+  uint16_t *Kh = malloc((size_t)N * HD * 2), *Vh = malloc((size_t)N * HD * 2);
+  float *att = malloc((size_t)G * N * 4), *a = malloc(G * HD * 4), *b = malloc(G * HD * 4);
+  for (int i = 0; i < G * HD; i++) q[i] = test_rand_f32(&rng);
+  for (int i = 0; i < N * HD; i++) {
+    Kh[i] = ttq__f32_to_f16(test_rand_f32(&rng)), K[i] = ttq__f16_to_f32(Kh[i]);
+    Vh[i] = ttq__f32_to_f16(test_rand_f32(&rng) * 4), V[i] = ttq__f16_to_f32(Vh[i]);
+  }
+  int tested = 0;
+  for (int k = 0; k < 3; k++) {
+    const ttq_kernels *Kn = ttq_kernels_select(isas[k]);
+    if (!Kn) continue;
+    tested++;
+    for (size_t ia = 0; ia < sizeof gs / sizeof *gs; ia++)
+      for (size_t ib = 0; ib < sizeof ns / sizeof *ns; ib++)
+        for (size_t ic = 0; ic < sizeof hds / sizeof *hds; ic++) {
+          const int g = gs[ia], n = ns[ib], hd = hds[ic];
+          const float scale = 2.0f / sqrtf((float)hd);
+          for (int i = 0; i < g * hd; i++) a[i] = b[i] = NAN;
+          Kn->attend(q, g, K, V, n, hd, scale, att, a);
+          Kn->attend_f16(q, g, Kh, Vh, n, hd, scale, att, b);
+          ASSERTF(memcmp(a, b, (size_t)g * hd * 4) == 0, "%s g=%d n=%d hd=%d: f16 differs",
+                  Kn->name, g, n, hd);
+        }
+  }
+  ASSERT(tested >= 1);
+  free(q), free(K), free(V), free(Kh), free(Vh), free(att), free(a), free(b);
+  return 0;
+}
+
 /* softmax of every variant against a double-precision softmax: each weight within 2^-20 of the
  * reference relative to it plus 1e-30 (the AVX-512 exp is within 2^-22; the sum adds the rest),
  * for lengths around the vector width, flat, typical and peaked rows (underflow to 0), and a

@@ -407,7 +407,7 @@ static void count_tap(void *u, int layer, int input, const float *X, int n, int 
 /* decode_token (one parallel region per token) against the general layer it restructures, token
  * by token: the same logits bit for bit, full precision and quantized, on 1, 2 and 3 threads
  * (the bundled model's 2 key/value heads: its attention block split by heads on 1 and 2
- * threads, by rows on 3). */
+ * threads, by rows on 3), with the KV cache in f32 and in f16. */
 TEST_IMPL(ttq_decode_step_matches_general_layer) {
   const char *text = "The quick brown fox jumps over the lazy dog.";
   ttq_model *m;
@@ -419,31 +419,32 @@ TEST_IMPL(ttq_decode_step_matches_general_layer) {
   float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
   const int threads[] = {1, 2, 3};
   ASSERT(m->cfg.n_kv_heads == 2);
-  for (int q = 0; q < 2; q++)
+  for (int q = 0; q < 4; q++)
     for (int ti = 0; ti < 3; ti++) {
       ttq_engine e;
       ttq_engine_opts o = {0};
       o.q = ttq_qcfg_default();
-      if (q == 0) o.q.method = TTQ_METHOD_FP;
+      if (q % 2 == 0) o.q.method = TTQ_METHOD_FP;
+      o.kv = q < 2 ? TTQ_F32 : TTQ_F16;
       o.max_ctx = 64;
       o.threads = threads[ti];
       ASSERT_OK(ttq_engine_init(&e, m, &o, &d));
       ASSERT_OK(ttq_engine_prefill(&e, ids, (int)n, a, &d)); /* calibrate on the text */
       ASSERT_OK(ttq_engine_decode(&e, ids[0], a, &d));        /* quantizes (deferred) */
       ttq_state g; /* a second state on the same weights for the general layer */
-      ASSERT_OK(ttq_state_init(&g, m, 64, TTQ_F32, threads[ti], e.st.kern, &d));
+      ASSERT_OK(ttq_state_init(&g, m, 64, o.kv, threads[ti], e.st.kern, &d));
       g.qm = e.st.qm;
       int taps = 0;
       g.tap = count_tap;
       g.tap_u = &taps;
       ttq_state_reset(&e.st);
       ASSERT(!e.st.stats && !e.st.tap && !e.st.fuse); /* so single tokens take decode_token */
-      ASSERT(q == 0 ? !e.st.qm : e.st.qm != NULL);
+      ASSERT(q % 2 == 0 ? !e.st.qm : e.st.qm != NULL);
       for (size_t t = 0; t < n; t++) {
         ASSERT_OK(ttq_forward(&e.st, &ids[t], 1, a, false, &d));
         ASSERT_OK(ttq_forward(&g, &ids[t], 1, b, false, &d));
-        ASSERTF(memcmp(a, b, (size_t)V * 4) == 0, "%s, %d threads: token %zu: logits differ",
-                q ? "ttq W4" : "fp", threads[ti], t);
+        ASSERTF(memcmp(a, b, (size_t)V * 4) == 0, "%s, KV %s, %d threads: token %zu: logits differ",
+                q % 2 ? "ttq W4" : "fp", ttq_dtype_name(o.kv), threads[ti], t);
       }
       ASSERTF(taps == (int)n * m->cfg.n_layers * TTQ_N_INPUTS, "the general layer ran %d taps", taps);
       ttq_state_free(&g);

@@ -118,6 +118,14 @@ hw=$(( $(sed -n 's/.*"vocab":\([0-9]*\).*/\1/p' "$TMP/iq.json") * $(sed -n 's/.*
 check "inspect --quant head: $qh bytes = 8.75 bits x $hw weights" test "$((hw * 35 / 32))" = "$qh"
 "$TTQD" run --model "$MODEL" --quant ttq --head-bits 6 "x" 2>"$TMP/err"; rc=$?
 check "--head-bits 6 refused" bash -c "[ $rc -eq 2 ] && grep -q -- '--head-bits' '$TMP/err'"
+"$TTQD" run --model "$MODEL" --kv-cache f8 "x" 2>"$TMP/err"; rc=$?
+check "--kv-cache f8 refused" bash -c "[ $rc -eq 2 ] && grep -q -- '--kv-cache' '$TMP/err'"
+# the f16 KV cache: bench counts half the KV bytes per token
+"$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --kv-cache f16 >"$TMP/bkv.json"
+kv32=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/b.json")
+kv16=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/bkv.json")
+check "bench --kv-cache f16: $kv16 KV bytes per token = half of $kv32" test "$((kv32 / 2))" = "$kv16"
+check "bench --kv-cache f16 --json says so" grep -q '"kv_cache":"f16"' "$TMP/bkv.json"
 "$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --quant ttq --bits 4 >"$TMP/bq.json"
 for f in stats_ms quant_ms quant_bytes; do
   check "bench --quant ttq --json has $f" grep -q "\"$f\":" "$TMP/bq.json"

@@ -55,6 +55,7 @@ bad() { # bad NAME PATTERN args...
 bad "a non-loopback listen without keys" "without CURVE" --listen tcp://0.0.0.0:5999
 bad "an unknown flag" "usage" --frobnicate 1
 bad "queue-depth 0" "queue-depth" --queue-depth 0
+bad "kv-cache f8" "kv-cache" --kv-cache f8
 bad "default above max" "default-max-tokens" --max-tokens 4 --default-max-tokens 8
 printf 'threads = 1\nlisten = tcp://127.0.0.1:*\nbogus = 3\n' >"$TMP/bad.conf"
 bad "an unknown config setting (file:line)" "bad.conf:3: unknown setting 'bogus'" --config "$TMP/bad.conf"
