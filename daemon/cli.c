@@ -121,6 +121,7 @@ ttq_engine_opts ttqd_engine_defaults(void) {
   memset(&o, 0, sizeof o);
   o.q = ttq_qcfg_default();
   o.q.method = TTQ_METHOD_FP;
+  o.kv = TTQ_F16; /* the tools' default; the engine's zero value is f32 (docs/QUALITY.md) */
   return o;
 }
 

@@ -36,13 +36,14 @@ enum { TTQD_OPT_QUANT = 256, TTQD_OPT_BITS, TTQD_OPT_GROUP, TTQD_OPT_RANK, TTQD_
   "  --search N       ttq: choose alpha per layer input among 1/N..1 on the prompt (0 = off)\n" \
   "  --head-bits B    output head: 2, 3, 4, 5 or 8 bits round to nearest, 0 = unquantized\n"  \
   "                   (default 8)\n"                                                        \
-  "  --kv-cache T     f32 | f16: the KV cache's type (default f32; f16 halves what decode\n"  \
-  "                   reads per token of context)\n"
+  "  --kv-cache T     f16 | f32: the KV cache's type (default f16: half the bytes decode\n"  \
+  "                   reads per token of context; f32 reproduces the fp32 references)\n"
 
 /* Handles one quantization option code; returns 1 when handled, 0 when not a quant option,
  * -1 on a bad value (message printed). */
 int ttqd_quant_opt(const char *cmd, int c, const char *arg, ttq_engine_opts *o);
-/* Default engine options (fp; the quantization defaults of ttq_qcfg_default otherwise). */
+/* Default engine options (fp; the quantization defaults of ttq_qcfg_default otherwise; the KV
+ * cache in f16). */
 ttq_engine_opts ttqd_engine_defaults(void);
 
 #define TTQD_EXIT_FAIL 1

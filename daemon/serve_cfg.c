@@ -70,7 +70,7 @@ static const setting settings[] = {
     {"head-bits", S_QUANT, 0, 0, 0, TTQD_OPT_HEAD_BITS,
      "output head: 2, 3, 4, 5, 8 bits (round to nearest) or 0 = unquantized (default 8)"},
     {"kv-cache", S_QUANT, 0, 0, 0, TTQD_OPT_KV_CACHE,
-     "KV cache type: f32 | f16 (half the bytes per token of context; default f32)"},
+     "KV cache type: f16 | f32 (f16: half the bytes per token of context; default f16)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof *settings)
 

@@ -120,12 +120,13 @@ check "inspect --quant head: $qh bytes = 8.75 bits x $hw weights" test "$((hw * 
 check "--head-bits 6 refused" bash -c "[ $rc -eq 2 ] && grep -q -- '--head-bits' '$TMP/err'"
 "$TTQD" run --model "$MODEL" --kv-cache f8 "x" 2>"$TMP/err"; rc=$?
 check "--kv-cache f8 refused" bash -c "[ $rc -eq 2 ] && grep -q -- '--kv-cache' '$TMP/err'"
-# the f16 KV cache: bench counts half the KV bytes per token
-"$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --kv-cache f16 >"$TMP/bkv.json"
-kv32=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/b.json")
+# the f16 KV cache (the default): bench counts half the KV bytes per token of f32's
+"$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --kv-cache f32 >"$TMP/b32.json"
+"$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json >"$TMP/bkv.json"
+kv32=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/b32.json")
 kv16=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/bkv.json")
-check "bench --kv-cache f16: $kv16 KV bytes per token = half of $kv32" test "$((kv32 / 2))" = "$kv16"
-check "bench --kv-cache f16 --json says so" grep -q '"kv_cache":"f16"' "$TMP/bkv.json"
+check "bench: $kv16 KV bytes per token (f16) = half of $kv32 (f32)" test "$((kv32 / 2))" = "$kv16"
+check "bench --json says f16 by default, f32 when asked" bash -c "grep -q '\"kv_cache\":\"f16\"' '$TMP/bkv.json' && grep -q '\"kv_cache\":\"f32\"' '$TMP/b32.json'"
 "$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --quant ttq --bits 4 >"$TMP/bq.json"
 for f in stats_ms quant_ms quant_bytes; do
   check "bench --quant ttq --json has $f" grep -q "\"$f\":" "$TMP/bq.json"

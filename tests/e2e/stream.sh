@@ -2,7 +2,7 @@
 # stream.sh -- a served generation streams exactly what `ttqd run` prints for the same settings
 # and seed (greedy and sampled, fp and ttq, the output head quantized or not, a stop string, a chat turn through the model's
 # template written out by hand here), on one rank and on two tensor-parallel ranks (and with the
-# KV cache in f16); --json
+# KV cache in f32, the default being f16); --json
 # gives one object per chunk and a final one whose figures add up.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -70,13 +70,14 @@ CASES
   stop_daemon 30
   check "$tag clean exit after SIGTERM" test "$STOP_RC" -eq 0
 done
-# a daemon with the KV cache in f16 streams what ttqd run --kv-cache f16 prints (two ranks)
+# a daemon with the KV cache in f32 (the default is f16) streams what ttqd run --kv-cache f32
+# prints (two ranks)
 RUN=(mpirun --oversubscribe --bind-to none --mca pml ob1 --mca btl self,tcp -np 2 "$TTQD" run)
-if start_daemon 2 "$TMP/dkv.log" --threads 1 --kv-cache f16; then
-  "${RUN[@]}" --model "$MODEL" --threads 1 --quiet -n 24 --temperature 0 --quant ttq --kv-cache f16 "$P" >"$TMP/want" 2>/dev/null </dev/null
+if start_daemon 2 "$TMP/dkv.log" --threads 1 --kv-cache f32; then
+  "${RUN[@]}" --model "$MODEL" --threads 1 --quiet -n 24 --temperature 0 --quant ttq --kv-cache f32 "$P" >"$TMP/want" 2>/dev/null </dev/null
   "$TTQ" generate --endpoint "$EP" --quiet --max-tokens 24 --temperature 0 --quant ttq "$P" >"$TMP/got" 2>/dev/null </dev/null
-  check "ranks=2 kv-cache f16: streamed text equals ttqd run --kv-cache f16" cmp -s "$TMP/want" "$TMP/got"
-  check "ranks=2 kv-cache f16: non-empty" test -s "$TMP/got"
+  check "ranks=2 kv-cache f32: streamed text equals ttqd run --kv-cache f32" cmp -s "$TMP/want" "$TMP/got"
+  check "ranks=2 kv-cache f32: non-empty" test -s "$TMP/got"
   stop_daemon 30
 else
   fails=$((fails + 1))
