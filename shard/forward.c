@@ -48,19 +48,43 @@ static void *xalloc(size_t n, bool *ok) {
 
 static size_t kv_elem_bytes(const ttq_state *s) { return s->kv_dtype == TTQ_F16 ? 2 : 4; }
 
-/* Byte address of position p of key/value head kh of layer l in a cache (k_cache or v_cache). */
-static void *kv_at(const ttq_state *s, void *cache, int l, int kh, int p) {
+/* Positions per key/value head in the caches: max_ctx rounded up to whole blocks of 16 (the f16
+ * keys' layout, kernels.h attend_f16). */
+static size_t kv_rows(const ttq_state *s) { return ((size_t)s->max_ctx + 15) / 16 * 16; }
+
+/* Byte address of key/value head kh of layer l in a cache (k_cache or v_cache). */
+static void *kv_head(const ttq_state *s, void *cache, int l, int kh) {
   const ttq_config *c = &s->m->cfg;
-  const size_t row = ((size_t)l * c->n_kv_heads + kh) * (size_t)s->max_ctx + (size_t)p;
-  return (uint8_t *)cache + row * c->head_dim * kv_elem_bytes(s);
+  const size_t head = (size_t)l * c->n_kv_heads + (size_t)kh;
+  return (uint8_t *)cache + head * kv_rows(s) * c->head_dim * kv_elem_bytes(s);
 }
 
-/* Stores hd floats into a cache row: copied, or rounded to f16. Can't fail. */
-static void kv_store(const ttq_state *s, void *dst, const float *src, int hd) {
-  if (s->kv_dtype == TTQ_F16)
-    for (int i = 0; i < hd; i++) ((uint16_t *)dst)[i] = ttq__f32_to_f16(src[i]);
-  else
-    memcpy(dst, src, (size_t)hd * 4);
+/* Stores the key and value of position p into head base addresses kb and vb: f32 rows, or
+ * f16 (rounded to nearest even) with the keys in blocks of 16 positions, element (p, i) at
+ * ((p / 16) * hd + i) * 16 + p % 16 (kernels.h attend_f16). Can't fail. */
+static void kv_store(const ttq_state *s, void *kb, void *vb, int p, const float *k, const float *v,
+                     int hd) {
+  if (s->kv_dtype == TTQ_F16) {
+    uint16_t *kt = (uint16_t *)kb + (size_t)(p / 16) * hd * 16 + p % 16, *vr = (uint16_t *)vb + (size_t)p * hd;
+    for (int i = 0; i < hd; i++) kt[(size_t)i * 16] = ttq__f32_to_f16(k[i]);
+    for (int i = 0; i < hd; i++) vr[i] = ttq__f32_to_f16(v[i]);
+  } else {
+    memcpy((float *)kb + (size_t)p * hd, k, (size_t)hd * 4);
+    memcpy((float *)vb + (size_t)p * hd, v, (size_t)hd * 4);
+  }
+}
+
+/* Positions [0, n) of an f16 cache head as f32 rows [n][hd]: keys from their blocks of 16
+ * (tmp: 16 * hd floats), values converted in place order. */
+static void kv_head_f32(const ttq_state *s, const uint16_t *kb, const uint16_t *vb, int n, int hd,
+                        float *kf, float *vf, float *tmp) {
+  for (int b = 0; b < n; b += 16) {
+    s->kern->cvt_f16(kb + (size_t)b * hd, tmp, (int64_t)16 * hd); /* [i][16] */
+    const int nb = n - b < 16 ? n - b : 16;
+    for (int j = 0; j < nb; j++)
+      for (int i = 0; i < hd; i++) kf[(size_t)(b + j) * hd + i] = tmp[(size_t)i * 16 + j];
+  }
+  s->kern->cvt_f16(vb, vf, (int64_t)n * hd);
 }
 
 int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, int threads,
@@ -80,7 +104,7 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, 
   s->n_gemm_rows = GEMM_MIN_TOKENS;
   size_t B = (size_t)s->max_batch, qd = (size_t)c->n_heads * c->head_dim,
          kvd = (size_t)c->n_kv_heads * c->head_dim;
-  size_t cache = (size_t)c->n_layers * kvd * (size_t)max_ctx;
+  size_t cache = (size_t)c->n_layers * kvd * (((size_t)max_ctx + 15) / 16 * 16);
   size_t wmax = (size_t)c->vocab * c->dim;
   size_t cand[] = {qd * c->dim, (size_t)c->ffn_dim * c->dim};
   for (int i = 0; i < 2; i++)
@@ -92,8 +116,12 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, 
   s->k_cache = ttq__alloc_huge(cache * kv_elem_bytes(s));
   s->v_cache = ttq__alloc_huge(cache * kv_elem_bytes(s));
   ok = s->k_cache && s->v_cache;
+  if (ok) { /* (the f16 keys' last block is read whole: its positions not yet stored are zeros) */
+    memset(s->k_cache, 0, cache * kv_elem_bytes(s));
+    memset(s->v_cache, 0, cache * kv_elem_bytes(s));
+  }
   if (kv == TTQ_F16) {
-    s->kv_f32 = xalloc((size_t)s->threads * 2 * (size_t)max_ctx * c->head_dim * 4, &ok);
+    s->kv_f32 = xalloc((size_t)s->threads * (2 * (size_t)max_ctx + 16) * c->head_dim * 4, &ok);
     s->kv_f32_head = xalloc((size_t)s->threads * sizeof(int), &ok);
   }
   s->rope_cos = xalloc((size_t)max_ctx * c->head_dim / 2 * 4, &ok);
@@ -511,8 +539,8 @@ static void rope_and_cache(ttq_state *s, int l, int t, int p, int qh0, int qh1, 
     float *kh = s->k + (size_t)t * kvd + (size_t)h * hd;
     if (c->qk_norm) head_rmsnorm(kh, hd, kn, c->norm_eps);
     rope(kh, hd, cs, sn, c->rope_interleaved);
-    kv_store(s, kv_at(s, s->k_cache, l, h, p), kh, hd);
-    kv_store(s, kv_at(s, s->v_cache, l, h, p), s->v + (size_t)t * kvd + (size_t)h * hd, hd);
+    kv_store(s, kv_head(s, s->k_cache, l, h), kv_head(s, s->v_cache, l, h), p, kh,
+             s->v + (size_t)t * kvd + (size_t)h * hd, hd);
   }
 }
 
@@ -542,7 +570,7 @@ static void attend_item(ttq_state *s, int l, int it, int p0) {
   h0 += part * per;
   h1 = h0 + per < h1 ? h0 + per : h1;
   if (h0 >= h1) return;
-  const void *kc = kv_at(s, s->k_cache, l, kh, 0), *vc = kv_at(s, s->v_cache, l, kh, 0);
+  const void *kc = kv_head(s, s->k_cache, l, kh), *vc = kv_head(s, s->v_cache, l, kh);
   float *att = s->att + (size_t)omp_get_thread_num() * s->att_stride;
   const float *q = s->q + (size_t)t * qd + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
   float *out = s->att_out + (size_t)t * qd + (size_t)h0 * hd;
@@ -571,12 +599,12 @@ static void attention(ttq_state *s, int l, int n, int p0) {
     for (int h = 0; h < nh; h++) {
       const int id = omp_get_thread_num();
       float *S = s->att + (size_t)id * s->att_stride;
-      const float *K = kv_at(s, s->k_cache, l, KV_OF(h), 0), *V = kv_at(s, s->v_cache, l, KV_OF(h), 0);
-      if (s->kv_dtype == TTQ_F16) { /* sgemm reads f32: this head's keys and values converted */
-        float *kf = s->kv_f32 + (size_t)id * 2 * T * hd, *vf = kf + T * hd;
+      const float *K = kv_head(s, s->k_cache, l, KV_OF(h)), *V = kv_head(s, s->v_cache, l, KV_OF(h));
+      if (s->kv_dtype == TTQ_F16) { /* sgemm reads f32 rows: this head's keys and values converted */
+        float *kf = s->kv_f32 + (size_t)id * (2 * T + 16) * hd, *vf = kf + T * hd, *tmp = vf + T * hd;
         if (converted[id] != KV_OF(h)) { /* (heads come in order: once per key/value head) */
-          s->kern->cvt_f16((const uint16_t *)(const void *)K, kf, (int64_t)kl_all * hd);
-          s->kern->cvt_f16((const uint16_t *)(const void *)V, vf, (int64_t)kl_all * hd);
+          kv_head_f32(s, (const uint16_t *)(const void *)K, (const uint16_t *)(const void *)V, kl_all,
+                      hd, kf, vf, tmp);
           converted[id] = KV_OF(h);
         }
         K = kf, V = vf;

@@ -94,22 +94,25 @@ static inline float kv_elem(const void *p, size_t i, const int f16) {
 }
 
 /* The reference: per head, scores by dot products (dot_f32_scalar's order), softmax with
- * expf, then each out[i] sums the positions in order. K and V of either store; the f16 one
- * gives the f32 one's bits on the converted rows. */
+ * expf, then each out[i] sums the positions in order. K and V of either store (f16: the keys
+ * in blocks of 16 positions); the f16 one gives the f32 one's bits on the converted values. */
 static inline void attend_scalar_any(const float *q, int g, const void *K, const void *V, int n,
                                      int hd, float scale, float *att, float *out, const int f16) {
   for (int h = 0; h < g; h++) {
     const float *qh = q + (size_t)h * hd;
     float *a = att + (size_t)h * n;
     for (int j = 0; j < n; j++) { /* dot_f32_scalar's order */
-      const size_t k0 = (size_t)j * hd;
+      /* key element i of position j: f32 rows, f16 blocks of 16 positions (kernels.h) */
+#define KEY(i) (f16 ? kv_elem(K, ((size_t)(j / 16) * hd + (i)) * 16 + j % 16, 1) \
+                    : kv_elem(K, (size_t)j * hd + (i), 0))
       float acc[8] = {0}, dot = 0;
       int i = 0;
       for (; i + 8 <= hd; i += 8)
-        for (int u = 0; u < 8; u++) acc[u] += kv_elem(K, k0 + i + u, f16) * qh[i + u];
-      for (; i < hd; i++) dot += kv_elem(K, k0 + i, f16) * qh[i];
+        for (int u = 0; u < 8; u++) acc[u] += KEY(i + u) * qh[i + u];
+      for (; i < hd; i++) dot += KEY(i) * qh[i];
       for (int u = 0; u < 8; u++) dot += acc[u];
       a[j] = dot * scale;
+#undef KEY
     }
     const float inv = 1.0f / exp_shifted_scalar(a, n);
     float *restrict o = out + (size_t)h * hd;
@@ -412,18 +415,17 @@ AVX512_TARGET static inline __m512 kv_load16(const void *p, size_t i, __mmask16 
   return _mm512_maskz_loadu_ps(m, (const float *)p + i);
 }
 
-/* Scores of one query head against the 16 key rows from row j0 of K (rows past nj clamped to
- * the last: computed, not stored), into dst[0..nj). */
-AVX512_TARGET static inline __attribute__((always_inline)) void
-scores16(const float *qh, const void *K, int j0, int hd, int nj, int nc, __mmask16 last,
-         float scale, float *dst, const int f16) {
-#define ROW(jj) const size_t r##jj = (size_t)(j0 + ((jj) < nj ? (jj) : nj - 1)) * hd;
+/* Scores of one query head against the 16 f32 key rows from row j0 of K (rows past nj clamped
+ * to the last: computed, not stored), into dst[0..nj). */
+AVX512_TARGET static inline void scores16(const float *qh, const float *K, int j0, int hd, int nj,
+                                          int nc, __mmask16 last, float scale, float *dst) {
+#define ROW(jj) const float *r##jj = K + (size_t)(j0 + ((jj) < nj ? (jj) : nj - 1)) * hd;
 #define ZERO(jj) __m512 a##jj = _mm512_setzero_ps();
   X16(ROW) X16(ZERO)
   for (int c = 0; c < nc; c++) {
     const __mmask16 m = c == nc - 1 ? last : (__mmask16)0xffff;
     const __m512 qc = _mm512_maskz_loadu_ps(m, qh + 16 * c);
-#define FMA(jj) a##jj = _mm512_fmadd_ps(qc, kv_load16(K, r##jj + 16 * c, m, f16), a##jj);
+#define FMA(jj) a##jj = _mm512_fmadd_ps(qc, _mm512_maskz_loadu_ps(m, r##jj + 16 * c), a##jj);
     X16(FMA)
   }
   __m512 sums = hsum16x16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
@@ -431,6 +433,25 @@ scores16(const float *qh, const void *K, int j0, int hd, int nj, int nc, __mmask
 #undef ROW
 #undef ZERO
 #undef FMA
+}
+
+/* Scores of gh <= 8 query heads (rows of q) against one block of 16 f16 keys stored as hd rows
+ * of 16 positions (kb), into dst[h * ld + 0..nj): each key row is converted once and serves
+ * every head, with one accumulator per head and no horizontal sums. */
+AVX512_TARGET static inline void scores16_blocked(const float *q, int gh, const uint16_t *kb,
+                                                  int hd, int nj, float scale, float *dst,
+                                                  int ld) {
+  __m512 a[8];
+  for (int h = 0; h < 8; h++) a[h] = _mm512_setzero_ps();
+  for (int i = 0; i < hd; i++) {
+    const __m512 k = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kb + (size_t)i * 16)));
+#pragma GCC unroll 8
+    for (int h = 0; h < 8; h++)
+      if (h < gh) a[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)h * hd + i]), k, a[h]);
+  }
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int h = 0; h < gh; h++)
+    _mm512_mask_storeu_ps(dst + (size_t)h * ld, tail16(nj), _mm512_mul_ps(a[h], sc));
 }
 
 /* out columns [16 c0, 16 c0 + 64) of 4 heads whose weights are the rows a0..a3 (n each): the
@@ -482,8 +503,8 @@ AVX512_TARGET static float exp_shifted_avx512(float *x, int n) {
 
 /* Scores 16 positions at a time (each key block, read once from L1, serves all g heads), the
  * softmax with a vector exp, then the value rows: each V row is loaded once per 4 heads and
- * 64 columns. The softmax's 1/sum is applied to the outputs at the end. K and V f32, or f16
- * (converted as loaded: the f32 variant's bits on the converted rows). */
+ * 64 columns. The softmax's 1/sum is applied to the outputs at the end. K and V f32 rows, or
+ * f16 (kernels.h attend_f16: the keys in blocks of 16 positions, converted as loaded). */
 AVX512_TARGET static inline __attribute__((always_inline)) void
 attend_avx512_any(const float *q, int g, const void *K, const void *V, int n, int hd, float scale,
                   float *att, float *out, const int f16) {
@@ -498,17 +519,14 @@ attend_avx512_any(const float *q, int g, const void *K, const void *V, int n, in
       for (size_t b = 0; b < 16 * (size_t)hd * es && b < (size_t)n * hd * es; b += 64)
         _mm_prefetch((const char *)V + b, _MM_HINT_T0);
     const int nj = n - j0 < 16 ? n - j0 : 16;
-    if (f16 && g > 1 && hd <= 256) { /* the block's keys converted once for all g heads */
-      float kb[16 * 256] __attribute__((aligned(64)));
-      for (size_t i = 0; i < (size_t)nj * hd; i += 16) {
-        const __mmask16 m = tail16((int)((size_t)nj * hd - i));
-        _mm512_mask_storeu_ps(kb + i, m, kv_load16(K, (size_t)j0 * hd + i, m, 1));
-      }
-      for (int h = 0; h < g; h++)
-        scores16(q + (size_t)h * hd, kb, 0, hd, nj, nc, last, scale, att + (size_t)h * n + j0, 0);
+    if (f16) { /* keys in blocks of 16 positions: lane j of row i is key j's element i */
+      const uint16_t *kb = (const uint16_t *)K + (size_t)j0 * hd;
+      for (int h0 = 0; h0 < g; h0 += 8)
+        scores16_blocked(q + (size_t)h0 * hd, g - h0 < 8 ? g - h0 : 8, kb, hd, nj, scale,
+                         att + (size_t)h0 * n + j0, n);
     } else {
       for (int h = 0; h < g; h++)
-        scores16(q + (size_t)h * hd, K, j0, hd, nj, nc, last, scale, att + (size_t)h * n + j0, f16);
+        scores16(q + (size_t)h * hd, K, j0, hd, nj, nc, last, scale, att + (size_t)h * n + j0);
     }
   }
   float inv[1024]; /* g <= n_heads <= 1024 (model.c) */

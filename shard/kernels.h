@@ -29,8 +29,11 @@ typedef struct ttq_kernels {
    * floats (written, not accumulated). Can't fail. */
   void (*attend)(const float *q, int g, const float *K, const float *V, int n, int hd,
                  float scale, float *att, float *out);
-  /* attend with K and V stored in f16 (the f16 KV cache): on their f32 values, the same bits
-   * attend gives on the converted rows. Can't fail. */
+  /* attend with K and V stored in f16 (the f16 KV cache), V as rows, K in blocks of 16
+   * positions: element i of key j at ((j / 16) * hd + i) * 16 + j % 16, ceil(n / 16) whole
+   * blocks readable. On their f32 values: the scalar variant gives the bits attend_scalar gives
+   * on the converted rows; the others differ from attend by the order of a score's additions.
+   * Can't fail. */
   void (*attend_f16)(const float *q, int g, const uint16_t *K, const uint16_t *V, int n, int hd,
                      float scale, float *att, float *out);
   /* x[j] = exp(x[j] - max x) / sum_j exp(x[j] - max x) for j < n >= 1, in place (the prompt's
