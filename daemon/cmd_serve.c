@@ -182,10 +182,12 @@ int ttqd_cmd_serve(int argc, char **argv) {
         char qs[96];
         ttq_qcfg_str(&cfg.eo.q, qs, sizeof qs);
         fprintf(stderr,
-                "ttqd: serving %s on %s%s (%d rank%s, %d threads each, queue %ld, default %s)%s%s\n",
+                "ttqd: serving %s on %s%s (%d rank%s, %d threads each, queue %ld, default %s, KV "
+                "cache %s)%s%s\n",
                 cfg.model, fe.endpoint, cfg.curve_secret_key ? " with CURVE" : "", ranks,
                 ranks > 1 ? "s" : "", (int)(cfg.threads > 0 ? cfg.threads : ttqd_default_threads()),
-                cfg.queue_depth, qs, cfg.metrics_listen ? "; metrics on " : "",
+                cfg.queue_depth, qs, cfg.eo.kv == TTQ_F16 ? "f16" : "f32",
+                cfg.metrics_listen ? "; metrics on " : "",
                 cfg.metrics_listen ? fe.metrics_endpoint : "");
         ttqd_notify("READY=1\nSTATUS=serving");
       }
