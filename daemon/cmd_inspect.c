@@ -90,18 +90,22 @@ int ttqd_cmd_inspect(int argc, char **argv) {
   }
   char qs[128];
   ttq_qcfg_str(&eo.q, qs, sizeof qs);
+  /* the KV cache per token of context (every layer's keys and values) */
+  const char *kvt = eo.kv == TTQ_F16 ? "f16" : "f32";
+  const size_t kvtok = (size_t)2 * c_->n_layers * c_->n_kv_heads * c_->head_dim * (eo.kv == TTQ_F16 ? 2 : 4);
   if (json) {
     printf("{\"model\":\"%s\",\"format\":\"%s\",\"architecture\":\"%s\",\"dim\":%d,\"layers\":%d,"
            "\"heads\":%d,\"kv_heads\":%d,\"head_dim\":%d,\"ffn\":%d,\"vocab\":%d,\"context\":%d,"
            "\"rope_theta\":%g,\"norm_eps\":%g,\"tied_head\":%s,\"qk_norm\":%s,\"bos\":%d,"
            "\"add_bos\":%s,\"params\":%lld,\"weight_bytes\":%zu,\"weight_dtype\":\"%s\","
            "\"quant\":\"%s\",\"linear_bytes\":%zu,\"quant_linear_bytes\":%zu,"
-           "\"quant_head_bytes\":%zu,\"quant_total_bytes\":%zu}\n",
+           "\"quant_head_bytes\":%zu,\"quant_total_bytes\":%zu,\"kv_cache\":\"%s\","
+           "\"kv_bytes_per_token\":%zu}\n",
            m->path, m->format, ttq_arch_name(c_->arch), c_->dim, c_->n_layers, c_->n_heads,
            c_->n_kv_heads, c_->head_dim, c_->ffn_dim, c_->vocab, c_->max_pos, c_->rope_theta,
            c_->norm_eps, c_->tied_head ? "true" : "false", c_->qk_norm ? "true" : "false",
            c_->bos_id, c_->add_bos ? "true" : "false", (long long)params, bytes,
-           ttq_dtype_name(L->wq.dtype), qs, lin, qb, qhead, total);
+           ttq_dtype_name(L->wq.dtype), qs, lin, qb, qhead, total, kvt, kvtok);
   } else {
     printf("model         %s (%s)\n", m->path, m->format);
     printf("architecture  %s%s\n", ttq_arch_name(c_->arch),
@@ -121,6 +125,8 @@ int ttqd_cmd_inspect(int argc, char **argv) {
     printf("parameters    %lld (%.2fM)\nweight bytes  %zu (%.2f MiB)\n", (long long)params,
            params / 1e6, bytes, bytes / 1048576.0);
     printf("chat template %s\n", m->chat_template ? "yes" : "no");
+    printf("KV cache      %s: %zu bytes per token of context (%.2f MiB at the full %d)\n", kvt,
+           kvtok, (double)kvtok * c_->max_pos / 1048576.0, c_->max_pos);
     if (eo.q.method != TTQ_METHOD_FP) {
       int64_t lin_params = 0;
       for (int l = 0; l < c_->n_layers; l++)

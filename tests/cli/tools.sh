@@ -126,6 +126,12 @@ check "--kv-cache f8 refused" bash -c "[ $rc -eq 2 ] && grep -q -- '--kv-cache' 
 kv32=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/b32.json")
 kv16=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/bkv.json")
 check "bench: $kv16 KV bytes per token (f16) = half of $kv32 (f32)" test "$((kv32 / 2))" = "$kv16"
+# inspect: the same bytes per token of context (every layer's keys and values), both types
+"$TTQD" inspect --model "$MODEL" --json --kv-cache f32 >"$TMP/ikv.json"
+ikv=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/ikv.json")
+ikv16=$(sed -n 's/.*"kv_bytes_per_token":\([0-9]*\).*/\1/p' "$TMP/i.json")
+want=$(( 2 * $(sed -n 's/.*"layers":\([0-9]*\).*/\1/p' "$TMP/i.json") * $(sed -n 's/.*"kv_heads":\([0-9]*\).*/\1/p' "$TMP/i.json") * $(sed -n 's/.*"head_dim":\([0-9]*\).*/\1/p' "$TMP/i.json") ))
+check "inspect: KV bytes per token f32 $ikv = 4 x $want, f16 $ikv16 = 2 x" bash -c "[ '$ikv' = $((want * 4)) ] && [ '$ikv16' = $((want * 2)) ]"
 check "bench --json says f16 by default, f32 when asked" bash -c "grep -q '\"kv_cache\":\"f16\"' '$TMP/bkv.json' && grep -q '\"kv_cache\":\"f32\"' '$TMP/b32.json'"
 "$TTQD" bench --model "$MODEL" --prompt-tokens 32 --gen-tokens 8 --json --quant ttq --bits 4 >"$TMP/bq.json"
 for f in stats_ms quant_ms quant_bytes; do
