@@ -727,7 +727,8 @@ static void add_to_residual(ttq_state *s, float *xr) {
  * with no barrier until the o projection. Returns false where the split does not apply. */
 static bool head_share(const ttq_state *s, int nt, int id, int *kh0, int *kh1) {
   const ttq_config *c = &s->m->cfg;
-  if (c->n_kv_heads % nt || c->head_dim % 16) return false;
+  /* (n_kv_heads >= s->threads: attend_item then takes one item per head, as it = kh assumes) */
+  if (c->n_kv_heads % nt || c->n_kv_heads < s->threads || c->head_dim % 16) return false;
   const int per = c->n_kv_heads / nt;
   *kh0 = id * per;
   *kh1 = *kh0 + per;
