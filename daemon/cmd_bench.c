@@ -178,8 +178,7 @@ int ttqd_cmd_bench(int argc, char **argv) {
     char qs[128];
     ttq_qcfg_str(&eo.q, qs, sizeof qs);
     /* KV cache read per decoded token, at the middle of the decode */
-    size_t kv = (size_t)2 * m->cfg.n_layers * m->cfg.n_kv_heads * m->cfg.head_dim *
-                (eo.kv == TTQ_F16 ? 2 : 4) * (size_t)(n_prompt + n_gen / 2);
+    size_t kv = ttq_kv_bytes_per_token(&m->cfg, eo.kv) * (size_t)(n_prompt + n_gen / 2);
     double bw = bandwidth ? read_bandwidth(eng.st.kern, eng.st.threads) : 0;
     double roof = bw > 0 ? bw * 1e9 / (double)(bpt + kv) : 0;
     if (json) {

@@ -92,7 +92,7 @@ int ttqd_cmd_inspect(int argc, char **argv) {
   ttq_qcfg_str(&eo.q, qs, sizeof qs);
   /* the KV cache per token of context (every layer's keys and values) */
   const char *kvt = eo.kv == TTQ_F16 ? "f16" : "f32";
-  const size_t kvtok = (size_t)2 * c_->n_layers * c_->n_kv_heads * c_->head_dim * (eo.kv == TTQ_F16 ? 2 : 4);
+  const size_t kvtok = ttq_kv_bytes_per_token(c_, eo.kv);
   if (json) {
     printf("{\"model\":\"%s\",\"format\":\"%s\",\"architecture\":\"%s\",\"dim\":%d,\"layers\":%d,"
            "\"heads\":%d,\"kv_heads\":%d,\"head_dim\":%d,\"ffn\":%d,\"vocab\":%d,\"context\":%d,"

@@ -79,7 +79,7 @@ static bool memory_fits(const ttqd_serve_cfg *c, const ttq_model *shard, int max
                  : (lin * c->eo.q.bits + head * c->eo.q.head_bits) / 8.0 +
                        (lin + head) / c->eo.q.group * 4.0;
   const bool kv16 = c->eo.kv == TTQ_F16;
-  double kv = 2.0 * mc->n_layers * mc->n_kv_heads * mc->head_dim * (double)max_ctx * (kv16 ? 2 : 4);
+  double kv = (double)ttq_kv_bytes_per_token(mc, c->eo.kv) * (double)max_ctx;
   double act = (double)max_ctx * (4.0 * mc->dim + 3.0 * mc->ffn_dim) * sizeof(float) + 64.0 * (1 << 20);
   if (kv16) /* the prefill's f32 copy of one key/value head per thread (forward.h kv_f32) */
     act += 2.0 * (c->threads > 0 ? (double)c->threads : (double)ttqd_default_threads()) *

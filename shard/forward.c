@@ -46,6 +46,10 @@ static void *xalloc(size_t n, bool *ok) {
   return p;
 }
 
+size_t ttq_kv_bytes_per_token(const ttq_config *c, ttq_dtype kv) {
+  return (size_t)2 * c->n_layers * c->n_kv_heads * c->head_dim * (kv == TTQ_F16 ? 2 : 4);
+}
+
 static size_t kv_elem_bytes(const ttq_state *s) { return s->kv_dtype == TTQ_F16 ? 2 : 4; }
 
 /* Positions per key/value head in the caches: max_ctx rounded up to whole blocks of 16 (the f16
@@ -104,7 +108,8 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, 
   s->n_gemm_rows = GEMM_MIN_TOKENS;
   size_t B = (size_t)s->max_batch, qd = (size_t)c->n_heads * c->head_dim,
          kvd = (size_t)c->n_kv_heads * c->head_dim;
-  size_t cache = (size_t)c->n_layers * kvd * (((size_t)max_ctx + 15) / 16 * 16);
+  /* bytes of each of the two caches (kv_rows: max_ctx in whole blocks of 16) */
+  const size_t cache = ttq_kv_bytes_per_token(c, kv) / 2 * (((size_t)max_ctx + 15) / 16 * 16);
   size_t wmax = (size_t)c->vocab * c->dim;
   size_t cand[] = {qd * c->dim, (size_t)c->ffn_dim * c->dim};
   for (int i = 0; i < 2; i++)
@@ -113,12 +118,12 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, 
   s->kv_dtype = kv;
   /* in huge pages where it is large: decode reads it all for every token (a page walk per 4 KiB
    * measured -x% of decode at 4096 tokens) */
-  s->k_cache = ttq__alloc_huge(cache * kv_elem_bytes(s));
-  s->v_cache = ttq__alloc_huge(cache * kv_elem_bytes(s));
+  s->k_cache = ttq__alloc_huge(cache);
+  s->v_cache = ttq__alloc_huge(cache);
   ok = s->k_cache && s->v_cache;
   if (ok) { /* (the f16 keys' last block is read whole: its positions not yet stored are zeros) */
-    memset(s->k_cache, 0, cache * kv_elem_bytes(s));
-    memset(s->v_cache, 0, cache * kv_elem_bytes(s));
+    memset(s->k_cache, 0, cache);
+    memset(s->v_cache, 0, cache);
   }
   if (kv == TTQ_F16) {
     s->kv_f32 = xalloc((size_t)s->threads * (2 * (size_t)max_ctx + 16) * c->head_dim * 4, &ok);

@@ -77,6 +77,9 @@ typedef struct ttq_state {
 int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, int threads,
                    const ttq_kernels *kern, ttq_diag *d);
 void ttq_state_free(ttq_state *s);
+/* Bytes of KV cache one token of context takes for a model of config c with the cache in kv
+ * (TTQ_F32 or TTQ_F16): the key and value of every layer's key/value heads. Can't fail. */
+size_t ttq_kv_bytes_per_token(const ttq_config *c, ttq_dtype kv);
 /* Forget the sequence (cache contents become unused). Can't fail. */
 void ttq_state_reset(ttq_state *s);
 
