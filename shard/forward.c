@@ -65,11 +65,15 @@ static void *kv_head(const ttq_state *s, void *cache, int l, int kh) {
 
 /* Stores the key and value of position p into head base addresses kb and vb: f32 rows, or
  * f16 (rounded to nearest even) with the keys in blocks of 16 positions, element (p, i) at
- * ((p / 16) * hd + i) * 16 + p % 16 (kernels.h attend_f16). Can't fail. */
+ * ((p / 16) * hd + i) * 16 + p % 16 (kernels.h attend_f16). A block's first position clears
+ * the block: attend_f16 reads the last block whole, and its positions not yet stored are then
+ * zeros, not what an earlier sequence or the allocator left (they never reach the outputs).
+ * Positions are stored in order from 0 (ttq_forward). Can't fail. */
 static void kv_store(const ttq_state *s, void *kb, void *vb, int p, const float *k, const float *v,
                      int hd) {
   if (s->kv_dtype == TTQ_F16) {
     uint16_t *kt = (uint16_t *)kb + (size_t)(p / 16) * hd * 16 + p % 16, *vr = (uint16_t *)vb + (size_t)p * hd;
+    if (p % 16 == 0) memset(kt, 0, (size_t)hd * 16 * sizeof *kt);
     for (int i = 0; i < hd; i++) kt[(size_t)i * 16] = ttq__f32_to_f16(k[i]);
     for (int i = 0; i < hd; i++) vr[i] = ttq__f32_to_f16(v[i]);
   } else {
@@ -121,10 +125,6 @@ int ttq_state_init(ttq_state *s, const ttq_model *m, int max_ctx, ttq_dtype kv, 
   s->k_cache = ttq__alloc_huge(cache);
   s->v_cache = ttq__alloc_huge(cache);
   ok = s->k_cache && s->v_cache;
-  if (ok) { /* (the f16 keys' last block is read whole: its positions not yet stored are zeros) */
-    memset(s->k_cache, 0, cache);
-    memset(s->v_cache, 0, cache);
-  }
   if (kv == TTQ_F16) {
     s->kv_f32 = xalloc((size_t)s->threads * (2 * (size_t)max_ctx + 16) * c->head_dim * 4, &ok);
     s->kv_f32_head = xalloc((size_t)s->threads * sizeof(int), &ok);

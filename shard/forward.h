@@ -22,13 +22,15 @@ typedef struct ttq_state {
   int max_ctx;   /* KV cache capacity in tokens */
   int max_batch; /* tokens per internal forward chunk (prefill is chunked to this) */
   int pos;       /* tokens already in the cache */
-  /* KV cache, [layer][kv_head][max_ctx][head_dim] of kv_dtype: TTQ_F32, or TTQ_F16 (half the
-   * bytes decode reads per token of context; keys and values rounded to nearest even once,
-   * as they are stored). */
+  /* KV cache, [layer][kv_head][position][head_dim] of kv_dtype, max_ctx positions rounded up
+   * to whole blocks of 16: TTQ_F32, or TTQ_F16 (half the bytes decode reads per token of
+   * context; rounded to nearest even as they are stored; the keys of each block of 16
+   * positions transposed, [head_dim][16], as kernels.h attend_f16 reads them). */
   void *k_cache, *v_cache;
   ttq_dtype kv_dtype;
   /* Prefill with an f16 cache: per thread, one key/value head's keys and values converted to
-   * f32 for sgemm, [threads][2][max_ctx][head_dim]; NULL for f32. */
+   * f32 rows for sgemm and a block of 16 keys being converted, [threads][2 max_ctx + 16]
+   * [head_dim]; NULL for f32. */
   float *kv_f32;
   int *kv_f32_head; /* the key/value head each thread's kv_f32 holds during one attention */
   /* RoPE tables [max_ctx][head_dim/2]. */
