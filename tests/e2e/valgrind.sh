@@ -17,11 +17,19 @@ TTQ_ISA=avx2 OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=1 \
   --log-file="$TMP/vg.log" "$TTQD" serve --model "$MODEL" --listen "$EP" --threads 1 \
   --pid-file "$TMP/rank0.pid" >/dev/null 2>"$TMP/d.log" &
 DAEMON_PID=$!
+# (bounded below ctest's 600 s, so that a daemon that never serves is reported with its logs)
 for _ in $(seq 1 600); do
   "$TTQ" health --endpoint "$EP" --timeout 1 >/dev/null 2>&1 && break
+  kill -0 "$DAEMON_PID" 2>/dev/null || break
+  [ "$SECONDS" -lt 400 ] || break
   sleep 0.2
 done
 check "daemon under valgrind serving" "$TTQ" health --endpoint "$EP" --timeout 5
+if [ "$fails" -ne 0 ]; then # the rest would only wait on it
+  echo "daemon stderr:" && sed 's/^/     /' "$TMP/d.log"
+  echo "valgrind log (last 40 lines):" && tail -40 "$TMP/vg.log" | sed 's/^/     /'
+  finish
+fi
 "$TTQ" generate --endpoint "$EP" --quiet --max-tokens 8 --quant ttq "Hello" >"$TMP/g1" 2>&1
 check "ttq generation" test $? -eq 0
 "$TTQ" generate --endpoint "$EP" --quiet --max-tokens 8 --quant fp --stop "." "Hello" >"$TMP/g2" 2>&1
